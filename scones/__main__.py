@@ -1,0 +1,5 @@
+"""`python -m scones` runs the CLI."""
+
+from scones.cli import run
+
+run()

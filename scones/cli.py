@@ -1,0 +1,41 @@
+"""The `scones` command line: one sub-command per verb, each defined beside the code it drives."""
+
+import logging
+
+import typer
+from rich.console import Console
+
+from scones import SconesError, config
+
+app = typer.Typer(
+    help="Scones Unlimited: run the vehicle-classification workflow offline and on AWS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ERR = Console(stderr=True)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug output.")) -> None:
+    """Scones Unlimited: run the vehicle-classification workflow offline and on AWS."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+    config.apply_target_env()
+
+
+# Each module registers its own commands; the module imports heavy things lazily.
+# (one line per module, keep alphabetical)
+from scones import stack  # noqa: E402
+
+stack.register(app)
+
+
+def run() -> None:
+    """Entry point: named errors print one line and exit 1, never a traceback."""
+    try:
+        app()
+    except SconesError as err:
+        ERR.print(f"[red]error:[/red] {err}")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

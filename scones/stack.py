@@ -1,0 +1,415 @@
+"""The local stack as host processes: install the emulator, `scones up/down/status`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from scones import PROJECT_ROOT, SconesError, config
+
+LOG = logging.getLogger(__name__)
+OUT = Console(stderr=True)
+
+PLUGIN_DIR = PROJECT_ROOT / "docker" / "scones_emulator"
+# LocalStack core 2026.3.0 needs Python >= 3.12; 4.9.2 is the last release for 3.11.
+LOCALSTACK_MODERN = "localstack-core[runtime]==2026.3.0"
+LOCALSTACK_LEGACY = "localstack-core[runtime]==4.9.2"
+# Each release's dependencies pinned to what we test: newer cbor2, pyOpenSSL, psutil break them.
+MODERN_CONSTRAINTS = PROJECT_ROOT / "docker" / "constraints-localstack-2026.3.0.txt"
+LEGACY_CONSTRAINTS = PROJECT_ROOT / "docker" / "constraints-localstack-4.9.2.txt"
+EMULATOR_EXTRAS = ["awslambdaric==4.2.2", "jsonata-python==0.7.1"]
+STOP_GRACE_SECONDS = 10.0  # LocalStack sometimes hangs on SIGTERM; then SIGKILL
+
+
+class StackError(SconesError):
+    """The local stack cannot be installed, started or stopped."""
+
+
+class PortTaken(StackError):
+    """A component's port is already used by a process that is not ours."""
+
+
+# ------------------------------ Emulator install ------------------------------
+
+
+def find_emulator_python() -> tuple[Path, bool]:
+    """LocalStack's interpreter and whether it is modern (>= 3.12): config, PATH, then pyenv."""
+    candidates: list[str] = []
+    if config.EMULATOR_PYTHON:
+        candidates.append(config.EMULATOR_PYTHON)
+    candidates += ["python3.13", "python3.12"]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    for minor in ("3.13", "3.12"):
+        candidates += sorted(
+            str(p) for p in pyenv_root.glob(f"versions/{minor}.*/bin/python{minor}")
+        )
+    for candidate in candidates:
+        exe = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
+        if not exe:
+            continue
+        version = _python_version(exe)
+        if version and version >= (3, 12):
+            return Path(exe), True
+        if version and candidate == config.EMULATOR_PYTHON:
+            return Path(exe), False
+    LOG.warning("no Python >= 3.12 found (SCONES_EMULATOR_PYTHON); using LocalStack 4.9.2 on 3.11")
+    return Path(sys.executable), False
+
+
+def _python_version(exe: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [exe, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.split()
+        return int(out[0]), int(out[1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def _install_fingerprint(python: Path, modern: bool) -> str:
+    """Changes whenever what we would install changes, so `setup` refreshes only then."""
+    digest = hashlib.sha256()
+    digest.update(
+        f"{python}|{modern}|{LOCALSTACK_MODERN}|{LOCALSTACK_LEGACY}|{EMULATOR_EXTRAS}".encode()
+    )
+    for path in sorted(PLUGIN_DIR.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and ".egg-info" not in str(path):
+            digest.update(path.relative_to(PLUGIN_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    constraints = MODERN_CONSTRAINTS if modern else LEGACY_CONSTRAINTS
+    if constraints.exists():
+        digest.update(constraints.read_bytes())
+    return digest.hexdigest()
+
+
+def setup_emulator(force: bool = False) -> Path:
+    """Create or refresh the emulator's venv: LocalStack core, awslambdaric, jsonata, our plugin."""
+    venv = config.EMULATOR_VENV
+    python, modern = find_emulator_python()
+    marker = venv / "scones-setup.json"
+    fingerprint = _install_fingerprint(python, modern)
+    if not force and marker.exists():
+        if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
+            return venv
+    with OUT.status(f"installing the emulator into {venv} (Python {python}) ..."):
+        if not (venv / "bin" / "python").exists():
+            _run([str(python), "-m", "venv", str(venv)])
+        pip = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+        ]
+        constraints = MODERN_CONSTRAINTS if modern else LEGACY_CONSTRAINTS
+        packages = [LOCALSTACK_MODERN if modern else LOCALSTACK_LEGACY, *EMULATOR_EXTRAS]
+        _run(pip + packages + ["-c", str(constraints)])
+        _run(pip + ["--no-deps", "-e", str(PLUGIN_DIR)])
+        runtimes = [str(venv / "bin" / "python"), "-m", "scones_emulator.runtimes", "install"]
+        _run(runtimes)  # awslambdaric for every Python the machine has, for function runtimes
+    marker.write_text(json.dumps({"fingerprint": fingerprint, "python": str(python)}))
+    return venv
+
+
+def _run(cmd: list[str]) -> None:
+    LOG.debug("running %s", cmd)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        raise StackError(f"`{' '.join(cmd[:6])} ...` failed:\n{tail}")
+
+
+# ------------------------------ Components ------------------------------
+
+
+@dataclass
+class Component:
+    """One host process of the stack: how to start it and how to tell it is healthy."""
+
+    name: str
+    host: str
+    port: int
+    health_path: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return config.STATE_DIR / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return config.STATE_DIR / "logs" / f"{self.name}.log"
+
+
+def components() -> list[Component]:
+    """The stack, in start order."""
+    return [
+        Component("emulator", config.EMULATOR_HOST, config.EMULATOR_PORT, "/_localstack/health"),
+        Component("model", config.MODEL_HOST, config.MODEL_PORT, "/ping"),
+    ]
+
+
+def emulator_env() -> dict[str, str]:
+    """LocalStack core on the host: loopback only, state and cache under our state dir."""
+    root = config.STATE_DIR / "emulator"
+    tmp = root / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # per-run scratch (S3 object files); the cache is kept
+    for sub in ("fs", "tmp", "lambda"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))
+    }
+    env.update(
+        OVERRIDE_IN_DOCKER="0",  # this box has /.dockerenv, but LocalStack runs on the host
+        GATEWAY_SERVER="hypercorn",  # the default server binds 0.0.0.0
+        GATEWAY_LISTEN=f"{config.EMULATOR_HOST}:{config.EMULATOR_PORT}",
+        DNS_ADDRESS="0",
+        DISABLE_EVENTS="1",
+        SERVICES=config.EMULATOR_SERVICES,
+        FILESYSTEM_ROOT=str(root / "fs"),  # holds the cache: keeps warm start fast
+        TMPDIR=str(tmp),  # not the system temp dir every instance shares
+        LAMBDA_RUNTIME_EXECUTOR="scones",
+        SCONES_EMULATOR_STATE=str(root / "lambda"),
+        EAGER_SERVICE_LOADING="1",  # pay service start-up in `scones up`, not on the first call
+        SKIP_SSL_CERT_DOWNLOAD="1",
+    )
+    return env
+
+
+def _command(component: Component) -> tuple[list[str], dict[str, str]]:
+    if component.name == "emulator":
+        python = config.EMULATOR_VENV / "bin" / "python"
+        return [str(python), "-m", "localstack.runtime.main"], emulator_env()
+    env = dict(os.environ)
+    env.setdefault("AWS_ENDPOINT_URL", config.emulator_url())
+    cmd = [sys.executable, "-m", "local_model.serve", "--model", str(config.MODEL_DIR)]
+    return cmd + ["--host", component.host, "--port", str(component.port)], env
+
+
+def _read_pid(component: Component) -> int | None:
+    """The component's pid if that process is alive and is still the one we started."""
+    try:
+        pid = int(component.pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError, IndexError):
+        return None
+    marker = "localstack.runtime.main" if component.name == "emulator" else "local_model.serve"
+    return pid if marker in cmdline else None
+
+
+def is_healthy(component: Component, timeout: float = 2.0) -> bool:
+    """One health probe: LocalStack's /_localstack/health with every service ready, or /ping."""
+    try:
+        with urllib.request.urlopen(component.url + component.health_path, timeout=timeout) as r:
+            body = r.read()
+            if r.status != 200:
+                return False
+    except (OSError, urllib.error.URLError):
+        return False
+    if component.name != "emulator":
+        return True
+    services = json.loads(body).get("services", {})
+    wanted = config.EMULATOR_SERVICES.split(",")
+    return all(services.get(s) in ("available", "running") for s in wanted)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start(component: Component, timeout: float) -> float:
+    """Start one component unless it already runs; wait until healthy. Returns seconds waited."""
+    began = time.monotonic()
+    if _read_pid(component) and is_healthy(component):
+        return 0.0
+    if _read_pid(component):
+        stop(component)  # ours but unhealthy: restart it
+    if _port_in_use(component.host, component.port):
+        raise PortTaken(
+            f"{component.name}: port {component.port} on {component.host} is taken by another "
+            f"process; stop it or set SCONES_{component.name.upper()}_PORT"
+        )
+    if component.name == "emulator":
+        setup_emulator()
+    elif not (config.MODEL_DIR / "model.onnx").exists():
+        raise StackError(
+            f"no model at {config.MODEL_DIR}; run `scones train` or set SCONES_MODEL_DIR"
+        )
+    cmd, env = _command(component)
+    component.log_file.parent.mkdir(parents=True, exist_ok=True)
+    component.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(component.log_file, "ab") as log:
+        # Own session: `down` signals the whole group, Lambda runtimes included.
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    component.pid_file.write_text(f"{proc.pid}\n")
+    deadline = began + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{component.name} exited ({proc.returncode}); {_log_tail(component)}")
+        if is_healthy(component):
+            return time.monotonic() - began
+        time.sleep(0.25)
+    stop(component)
+    raise StackError(f"{component.name} not healthy after {timeout:.0f} s; {_log_tail(component)}")
+
+
+def _log_tail(component: Component, lines: int = 8) -> str:
+    try:
+        tail = component.log_file.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return "no log"
+    return f"log {component.log_file}:\n" + "\n".join(tail)
+
+
+def stop(component: Component) -> bool:
+    """SIGTERM the component's process group, SIGKILL after the grace period. True if it ran."""
+    pid = _read_pid(component)
+    component.pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.1)
+    if _group_alive(pid):
+        LOG.warning(
+            "%s did not stop on SIGTERM within %.0f s; killing", component.name, STOP_GRACE_SECONDS
+        )
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for _ in range(50):
+            if not _group_alive(pid):
+                break
+            time.sleep(0.1)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader still counts for killpg; look for a live member instead.
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+# ------------------------------ Commands ------------------------------
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    pid: int | None
+    url: str
+    healthy: bool
+    log: str
+
+
+def status() -> list[ComponentStatus]:
+    """Each component: pid (if ours and alive), url, healthy."""
+    return [
+        ComponentStatus(c.name, _read_pid(c), c.url, is_healthy(c), str(c.log_file))
+        for c in components()
+    ]
+
+
+def up(only: list[str] | None = None) -> dict[str, float]:
+    """Start every component that is not running, in order; seconds each took."""
+    timings = {}
+    for component in components():
+        if only and component.name not in only:
+            continue
+        with OUT.status(f"starting {component.name} on {component.url} ..."):
+            timings[component.name] = start(component, config.EMULATOR_START_TIMEOUT)
+        OUT.print(f"[green]✓[/green] {component.name} healthy at {component.url}")
+    return timings
+
+
+def down() -> list[str]:
+    """Stop every component, last started first; the names that were running."""
+    return [c.name for c in reversed(components()) if stop(c)]
+
+
+def register(app: typer.Typer) -> None:
+    """Add setup/up/down/status to the CLI."""
+
+    @app.command("setup")
+    def setup_cmd(force: bool = typer.Option(False, help="Reinstall even if up to date.")) -> None:
+        """Install or refresh the emulator's own venv (LocalStack core + our plugin)."""
+        venv = setup_emulator(force=force)
+        OUT.print(f"emulator venv ready: {venv}")
+
+    @app.command("up")
+    def up_cmd(
+        only: list[str] = typer.Option(None, "--only", help="Start just these components."),
+    ) -> None:
+        """Start the local stack (emulator, model server); idempotent, waits until healthy."""
+        timings = up(only)
+        total = sum(timings.values())
+        OUT.print(f"stack up in {total:.1f} s")
+
+    @app.command("down")
+    def down_cmd() -> None:
+        """Stop the local stack: SIGTERM, then SIGKILL after ~10 s; nothing left running."""
+        stopped = down()
+        OUT.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+    @app.command("status")
+    def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Each component's pid, url and health."""
+        rows = status()
+        if as_json:
+            print(json.dumps({r.name: asdict(r) for r in rows}, indent=2))
+            return
+        for r in rows:
+            mark = "[green]healthy[/green]" if r.healthy else "[red]down[/red]"
+            OUT.print(f"{r.name:10} {mark:24} pid={r.pid} {r.url}")
+        if not all(r.healthy for r in rows):
+            raise typer.Exit(1)
