@@ -1,0 +1,116 @@
+"""Every setting of scones, read once from the environment (all prefixed SCONES_)."""
+
+import os
+from pathlib import Path
+
+from scones import PROJECT_ROOT
+
+
+def _path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+# ------------------------------ Target and state ------------------------------
+# default: local. "local" runs everything against the emulator on this machine; "cloud" uses AWS.
+TARGET = (os.environ.get("SCONES_TARGET") or "local").lower()
+# default: <repo>/.scones. Holds the emulator venv, pids, logs, emulator state and caches.
+STATE_DIR = _path("SCONES_STATE_DIR", PROJECT_ROOT / ".scones")
+# default: us-east-1. Region used for every AWS call, local or cloud.
+REGION = os.environ.get("SCONES_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+# ------------------------------ Emulator (LocalStack core) ------------------------------
+# default: 127.0.0.1. LocalStack's gateway binds here only (loopback, never 0.0.0.0).
+EMULATOR_HOST = os.environ.get("SCONES_EMULATOR_HOST") or "127.0.0.1"
+# default: 4566, LocalStack's usual port.
+EMULATOR_PORT = int(os.environ.get("SCONES_EMULATOR_PORT") or 4566)
+# default: <state>/localstack-venv. The emulator's own virtual environment.
+EMULATOR_VENV = _path("SCONES_EMULATOR_VENV", STATE_DIR / "localstack-venv")
+# default: empty = search. A Python >= 3.12 for LocalStack core 2026.3.0; else 3.11 + 4.9.2.
+EMULATOR_PYTHON = os.environ.get("SCONES_EMULATOR_PYTHON") or ""
+# default: s3,lambda,... The AWS services the emulator starts.
+EMULATOR_SERVICES = (
+    os.environ.get("SCONES_EMULATOR_SERVICES")
+    or "s3,lambda,stepfunctions,sns,sqs,events,iam,sts,logs"
+)
+# default: 90. Seconds `scones up` waits for the emulator to report healthy.
+EMULATOR_START_TIMEOUT = float(os.environ.get("SCONES_EMULATOR_START_TIMEOUT") or 90)
+# default: 000000000000, LocalStack's default account for test credentials.
+ACCOUNT_ID = os.environ.get("SCONES_ACCOUNT_ID") or "000000000000"
+
+# ------------------------------ Model server ------------------------------
+# default: 127.0.0.1. The local SageMaker-compatible endpoint binds here.
+MODEL_HOST = os.environ.get("SCONES_MODEL_HOST") or "127.0.0.1"
+# default: 8080, the port SageMaker containers listen on.
+MODEL_PORT = int(os.environ.get("SCONES_MODEL_PORT") or 8080)
+# default: <repo>/local_model/default. The model directory (model.onnx + model.json) served.
+MODEL_DIR = _path("SCONES_MODEL_DIR", PROJECT_ROOT / "local_model" / "default")
+# default: scones-classifier. The endpoint name our Lambdas call.
+ENDPOINT_NAME = os.environ.get("SCONES_ENDPOINT_NAME") or "scones-classifier"
+
+# ------------------------------ Model server: serving and data capture ---------------------
+# default: empty. Comma-separated extra endpoint names the server also answers to (runtime API).
+ENDPOINT_ALIASES = [
+    n.strip() for n in (os.environ.get("SCONES_ENDPOINT_ALIASES") or "").split(",") if n.strip()
+]
+# default: AllTraffic, the SageMaker SDK's variant name (x-Amzn-Invoked-Production-Variant).
+MODEL_VARIANT = os.environ.get("SCONES_MODEL_VARIANT") or "AllTraffic"
+# default: 32. Most images one ONNX run takes when concurrent requests are micro-batched.
+MODEL_MAX_BATCH = int(os.environ.get("SCONES_MODEL_MAX_BATCH") or 32)
+# default: 2. Milliseconds a batch waits for requests still being decoded; never when idle.
+MODEL_MAX_WAIT_MS = float(os.environ.get("SCONES_MODEL_MAX_WAIT_MS") or 2)
+# default: 1. onnxruntime intra-op threads; 1 leaves the second core to HTTP and decoding.
+MODEL_INTRA_OP_THREADS = int(os.environ.get("SCONES_MODEL_INTRA_OP_THREADS") or 1)
+# default: 2. Threads decoding and resizing images off the event loop.
+MODEL_DECODE_THREADS = int(os.environ.get("SCONES_MODEL_DECODE_THREADS") or 2)
+# default: 6291456 (6 MB), SageMaker's InvokeEndpoint payload limit, in bytes.
+MODEL_MAX_PAYLOAD = int(os.environ.get("SCONES_MODEL_MAX_PAYLOAD") or 6 * 1024 * 1024)
+# default: 40000000. Decoded pixels above this are refused as a decompression bomb.
+MODEL_MAX_PIXELS = int(os.environ.get("SCONES_MODEL_MAX_PIXELS") or 40_000_000)
+# default: 0 (off). 1 captures invocations like SageMaker's DataCaptureConfig EnableCapture.
+CAPTURE_ENABLED = (os.environ.get("SCONES_CAPTURE_ENABLED") or "0").lower() in ("1", "true", "yes")
+# default: empty = s3://<SCONES_BUCKET>/data_capture. DataCaptureConfig DestinationS3Uri.
+CAPTURE_DESTINATION = os.environ.get("SCONES_CAPTURE_DESTINATION") or ""
+# default: 100. DataCaptureConfig InitialSamplingPercentage: share of requests captured (0-100).
+CAPTURE_SAMPLING = float(os.environ.get("SCONES_CAPTURE_SAMPLING") or 100)
+# default: InputAndOutput. CaptureMode: Input, Output or InputAndOutput.
+CAPTURE_MODE = os.environ.get("SCONES_CAPTURE_MODE") or "InputAndOutput"
+# default: application/json. CaptureContentTypeHeader JsonContentTypes (captured as JSON text).
+CAPTURE_JSON_TYPES = os.environ.get("SCONES_CAPTURE_JSON_TYPES") or "application/json"
+# default: text/csv. CaptureContentTypeHeader CsvContentTypes; anything else is BASE64.
+CAPTURE_CSV_TYPES = os.environ.get("SCONES_CAPTURE_CSV_TYPES") or "text/csv"
+# default: 1048576. A capture file is written once its buffer holds this many bytes.
+CAPTURE_FLUSH_BYTES = int(os.environ.get("SCONES_CAPTURE_FLUSH_BYTES") or 1024 * 1024)
+# default: 5. ... or once its oldest record is this many seconds old.
+CAPTURE_FLUSH_SECONDS = float(os.environ.get("SCONES_CAPTURE_FLUSH_SECONDS") or 5)
+# default: <state>/capture-spool. Capture files wait here until S3 accepts them (kept on failure).
+CAPTURE_SPOOL_DIR = _path("SCONES_CAPTURE_SPOOL_DIR", STATE_DIR / "capture-spool")
+
+# ------------------------------ Workflow ------------------------------
+# default: 0.93, the course's value. Inferences scoring below this go to the review branch.
+CONFIDENCE_THRESHOLD = float(os.environ.get("SCONES_CONFIDENCE_THRESHOLD") or 0.93)
+# default: scones-data. The bucket that holds the staged dataset and incoming images.
+BUCKET = os.environ.get("SCONES_BUCKET") or "scones-data"
+
+
+def emulator_url() -> str:
+    """The emulator's gateway URL, e.g. http://127.0.0.1:4566."""
+    return f"http://{EMULATOR_HOST}:{EMULATOR_PORT}"
+
+
+def model_url() -> str:
+    """The local model server's base URL, e.g. http://127.0.0.1:8080."""
+    return f"http://{MODEL_HOST}:{MODEL_PORT}"
+
+
+def apply_target_env() -> None:
+    """Point boto3 at the emulator when the target is local (unless the user set an endpoint).
+
+    Cloud mode leaves the environment alone: boto3 then finds real AWS and the user's credentials.
+    """
+    if TARGET != "local":
+        return
+    os.environ.setdefault("AWS_ENDPOINT_URL", emulator_url())
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")  # LocalStack accepts any key
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
