@@ -4,8 +4,9 @@ import logging
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from scones import SconesError, config
+from scones import SconesError, config, stack, stage
 
 app = typer.Typer(
     help="Scones Unlimited: run the vehicle-classification workflow offline and on AWS.",
@@ -25,9 +26,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 # Each module registers its own commands; the module imports heavy things lazily.
 # (one line per module, keep alphabetical)
-from scones import stack  # noqa: E402
-
-stack.register(app)
+for _module in (stack, stage):
+    _module.register(app)
 
 
 def run() -> None:
@@ -35,7 +35,7 @@ def run() -> None:
     try:
         app()
     except SconesError as err:
-        ERR.print(f"[red]error:[/red] {err}")
+        ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -300,26 +300,43 @@ def stop(component: Component) -> bool:
     component.pid_file.unlink(missing_ok=True)
     if pid is None:
         return False
+    # We start each component as a group leader; one started by hand may not be: signal just it.
+    leader = _is_group_leader(pid)
+    kill = os.killpg if leader else os.kill
+    alive = _group_alive if leader else _process_alive
     try:
-        os.killpg(pid, signal.SIGTERM)
+        kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while time.monotonic() < deadline and _group_alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
-    if _group_alive(pid):
-        LOG.warning(
-            "%s did not stop on SIGTERM within %.0f s; killing", component.name, STOP_GRACE_SECONDS
-        )
+    if alive(pid):
+        LOG.warning("%s ignored SIGTERM for %.0f s; killing", component.name, STOP_GRACE_SECONDS)
         try:
-            os.killpg(pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         for _ in range(50):
-            if not _group_alive(pid):
+            if not alive(pid):
                 break
             time.sleep(0.1)
     return True
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _group_alive(pgid: int) -> bool:
