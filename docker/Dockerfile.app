@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# The scones CLI and the Streamlit explorer: one image for the `deployer` (scones stage + deploy)
+# and `explorer` (streamlit run streamlit_app/app.py) services. Both talk to the emulator through
+# boto3 (AWS_ENDPOINT_URL), like any other client. Build context: the repository root.
+ARG DEBIAN=trixie
+FROM python:3.11-slim-${DEBIAN}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /opt/scones
+
+# Streamlit is pinned to the version the tests run; the rest comes from pyproject.toml.
+ARG STREAMLIT_VERSION=1.67.0
+COPY pyproject.toml README.md ./
+COPY scones ./scones
+COPY local_model ./local_model
+COPY cloud ./cloud
+# Editable: scones finds lambdas/, statemachine/ beside its package (PROJECT_ROOT), as in a clone.
+RUN pip install -e . "streamlit==${STREAMLIT_VERSION}"
+
+# What `scones deploy` packages and creates: Lambda handlers and state machines; the UI.
+COPY lambdas ./lambdas
+COPY statemachine ./statemachine
+COPY streamlit_app ./streamlit_app
+
+ENV SCONES_STATE_DIR=/var/lib/scones \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    STREAMLIT_SERVER_HEADLESS=true
+RUN mkdir -p /var/lib/scones
+EXPOSE 8501
+CMD ["streamlit", "run", "streamlit_app/app.py", "--server.address=0.0.0.0", "--server.port=8501"]
