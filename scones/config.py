@@ -92,6 +92,69 @@ CONFIDENCE_THRESHOLD = float(os.environ.get("SCONES_CONFIDENCE_THRESHOLD") or 0.
 # default: scones-data. The bucket that holds the staged dataset and incoming images.
 BUCKET = os.environ.get("SCONES_BUCKET") or "scones-data"
 
+# ------------------------------ Workflow: deploy, run, batch (helper E) ------------------------
+# default: scones. Every deployed name starts with it: scones-classify-image, scones-review, ...
+RESOURCE_PREFIX = os.environ.get("SCONES_RESOURCE_PREFIX") or "scones"
+# default: empty = model.json "classes" of SCONES_MODEL_DIR. Comma-separated, in output order.
+CLASS_NAMES = [
+    n.strip() for n in (os.environ.get("SCONES_CLASS_NAMES") or "").split(",") if n.strip()
+]
+# default: bicycle -> bay-1, motorcycle -> bay-2. JSON map label -> loading bay (confident results).
+LOADING_BAYS = (
+    os.environ.get("SCONES_LOADING_BAYS") or '{"bicycle": "bay-1", "motorcycle": "bay-2"}'
+)
+# default: incoming/. Objects created under this prefix start the image workflow by themselves.
+INCOMING_PREFIX = os.environ.get("SCONES_INCOMING_PREFIX") or "incoming/"
+# default: uploads/. `scones run FILE` uploads here: no event rule, so no second execution.
+UPLOAD_PREFIX = os.environ.get("SCONES_UPLOAD_PREFIX") or "uploads/"
+# default: python3.12. The Lambda runtime of every function.
+LAMBDA_RUNTIME = os.environ.get("SCONES_LAMBDA_RUNTIME") or "python3.12"
+# default: 30. Lambda timeout in seconds (the endpoint call is most of it).
+LAMBDA_TIMEOUT = int(os.environ.get("SCONES_LAMBDA_TIMEOUT") or 30)
+# default: 256. Lambda memory in MB (AWS only; also buys CPU there).
+LAMBDA_MEMORY = int(os.environ.get("SCONES_LAMBDA_MEMORY") or 256)
+# default: empty = create scones-lambda-role. An existing role ARN for the functions (e.g. LabRole).
+LAMBDA_ROLE_ARN = os.environ.get("SCONES_LAMBDA_ROLE_ARN") or ""
+# default: empty = create scones-states-role. An existing role ARN for the state machines.
+STATES_ROLE_ARN = os.environ.get("SCONES_STATES_ROLE_ARN") or ""
+# default: empty = create scones-events-role. An existing role ARN EventBridge starts runs with.
+EVENTS_ROLE_ARN = os.environ.get("SCONES_EVENTS_ROLE_ARN") or ""
+# default: empty. An e-mail address subscribed to notifications (AWS asks it to confirm).
+NOTIFY_EMAIL = os.environ.get("SCONES_NOTIFY_EMAIL") or ""
+# default: empty. An HTTPS URL subscribed to notifications.
+NOTIFY_HTTPS = os.environ.get("SCONES_NOTIFY_HTTPS") or ""
+# default: 10. Child executions a batch runs at once (distributed Map MaxConcurrency).
+BATCH_MAX_CONCURRENCY = int(os.environ.get("SCONES_BATCH_MAX_CONCURRENCY") or 10)
+# default: 10. Percent of batch items allowed to fail outright before the whole batch fails.
+BATCH_TOLERATED_FAILURE_PERCENT = float(
+    os.environ.get("SCONES_BATCH_TOLERATED_FAILURE_PERCENT") or 10
+)
+# default: 300. Seconds `scones run` / `scones batch` wait for an execution to end.
+RUN_TIMEOUT = float(os.environ.get("SCONES_RUN_TIMEOUT") or 300)
+
+# ------------------------------ Cloud target: SageMaker (helper F, cloud/) ------------------------
+# Used only when SCONES_TARGET=cloud. Data capture reuses the SCONES_CAPTURE_* settings above.
+# default: empty (required for cloud). The SageMaker execution role (cloud/policies/).
+SAGEMAKER_ROLE_ARN = os.environ.get("SCONES_SAGEMAKER_ROLE_ARN") or ""
+# default: builtin. builtin = the image-classification algorithm; pytorch = local_model/train.py.
+CLOUD_TRAINER = (os.environ.get("SCONES_CLOUD_TRAINER") or "builtin").lower()
+# default: ml.p3.2xlarge, the course's training instance.
+TRAINING_INSTANCE_TYPE = os.environ.get("SCONES_TRAINING_INSTANCE_TYPE") or "ml.p3.2xlarge"
+# default: 3600. The training job's MaxRuntimeInSeconds (SageMaker stops it after that).
+TRAINING_MAX_SECONDS = int(os.environ.get("SCONES_TRAINING_MAX_SECONDS") or 3600)
+# default: ml.m5.xlarge, the course's endpoint instance.
+ENDPOINT_INSTANCE_TYPE = os.environ.get("SCONES_ENDPOINT_INSTANCE_TYPE") or "ml.m5.xlarge"
+# default: 1. Instances behind the endpoint.
+ENDPOINT_INSTANCE_COUNT = int(os.environ.get("SCONES_ENDPOINT_INSTANCE_COUNT") or 1)
+# default: datasets/bicycle-motorcycle/, where `scones stage` puts the default classes.
+CLOUD_DATASET_PREFIX = (
+    os.environ.get("SCONES_CLOUD_DATASET_PREFIX") or "datasets/bicycle-motorcycle/"
+)
+# default: models/image_model/, the course's output path. Training artifacts go under it.
+CLOUD_OUTPUT_PREFIX = os.environ.get("SCONES_CLOUD_OUTPUT_PREFIX") or "models/image_model/"
+# default: empty = the built-in algorithm's image. ECR URI of docker/Dockerfile.model, for ONNX.
+CLOUD_MODEL_IMAGE = os.environ.get("SCONES_CLOUD_MODEL_IMAGE") or ""
+
 
 def emulator_url() -> str:
     """The emulator's gateway URL, e.g. http://127.0.0.1:4566."""
