@@ -1,0 +1,42 @@
+"""Plugins that LocalStack discovers through entry points (see pyproject.toml); importing is free.
+
+- ``SconesExecutorPlugin``: the ``scones`` Lambda runtime executor (LAMBDA_RUNTIME_EXECUTOR=scones).
+- ``scones_patch_stepfunctions``: an on_infra_start hook that gives Step Functions JSONata without
+  Java and caches JSONPath parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from localstack.runtime import hooks
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+
+LOG = logging.getLogger(__name__)
+
+
+class SconesExecutorPlugin(RuntimeExecutorPlugin):
+    """Runs Lambda execution environments as host processes (no Docker)."""
+
+    name = "scones"
+
+    def load(self, *args, **kwargs) -> type:
+        from scones_emulator.executor import SconesRuntimeExecutor
+
+        return SconesRuntimeExecutor
+
+
+@hooks.on_infra_start()
+def scones_patch_stepfunctions() -> None:
+    """Swap the JVM JSONata bridge for jsonata-python; cache jsonpath_ng parsing.
+
+    SCONES_EMULATOR_SPEEDUPS=0 leaves jsonpath_ng untouched (for measuring or if in doubt).
+    """
+    from scones_emulator import jsonata
+
+    jsonata.install()
+    if os.environ.get("SCONES_EMULATOR_SPEEDUPS", "1") != "0":
+        from scones_emulator import speedups
+
+        speedups.install()

@@ -1,0 +1,194 @@
+"""One Lambda runtime process: ``python -m awslambdaric <handler>`` with its Runtime API and output.
+
+The process's stdout and stderr share one pipe that a reader thread drains, so a chatty handler
+never blocks on a full pipe. To cut the output at an exact point (the end of an invocation) we
+keep our own copy of the pipe's write end and write a marker into it: the pipe is FIFO, so once
+the reader sees the marker it has every byte the runtime wrote before its HTTP answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from itertools import count
+
+from scones_emulator.runtime_api import RuntimeApiServer
+
+LOG = logging.getLogger(__name__)
+
+READ_CHUNK = 65536
+HISTORY_LIMIT = 1 << 20  # bytes of whole-process output kept for get_logs(): the newest 1 MiB
+SYNC_TIMEOUT_S = 2.0  # waiting for the reader to reach a marker; it is there within ms
+KILL_WAIT_S = 5.0
+
+_MARKER_IDS = count()
+
+
+# Go's names for signals, as AWS's runtime manager prints them ("signal: killed")
+SIGNAL_NAMES = {
+    signal.SIGKILL: "killed",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated",
+}
+
+
+def exit_error(returncode: int | None, request_id: str | None = None) -> bytes:
+    """AWS's payload when the runtime process dies: Runtime.ExitError."""
+    if returncode is not None and returncode < 0:
+        reason = f"signal: {SIGNAL_NAMES.get(-returncode, -returncode)}"
+    else:
+        reason = f"exit status {returncode}"
+    prefix = f"RequestId: {request_id} " if request_id else ""
+    return json.dumps(
+        {
+            "errorType": "Runtime.ExitError",
+            "errorMessage": f"{prefix}Error: Runtime exited with error: {reason}",
+        }
+    ).encode()
+
+
+class RuntimeProcess:
+    """A spawned awslambdaric process, its private Runtime API server and its captured output."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, label: str) -> None:
+        self.label = label
+        self.api = RuntimeApiServer()
+        env = {**env, "AWS_LAMBDA_RUNTIME_API": self.api.address}
+        read_fd, self._write_fd = os.pipe()
+        self._output = bytearray()  # not yet handed out by take_output()
+        self._history = bytearray()
+        self._lock = threading.Lock()
+        self._marker: bytes | None = None
+        self._marker_seen = threading.Event()
+        self.exited = threading.Event()
+        self.returncode: int | None = None
+        self.init_duration_ms: float | None = None
+        self.init_reported = False
+        self.retired = False  # set by the executor once the process is replaced for good
+        self.spawned_at = time.perf_counter()
+        try:
+            # a new session, so a kill takes any child processes the handler started with it
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=self._write_fd,
+                stderr=self._write_fd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError:
+            os.close(read_fd)
+            os.close(self._write_fd)
+            self.api.close()
+            raise
+        self.pid = self.proc.pid
+        threading.Thread(
+            target=self._read, args=(read_fd,), name=f"scones-lambda-out-{self.pid}", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._watch, name=f"scones-lambda-wait-{self.pid}", daemon=True
+        ).start()
+
+    # ------------------------------ lifecycle ------------------------------
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    def wait_settled(self, timeout: float) -> None:
+        """Block until the runtime asked for its first event, reported an init error, or died."""
+        self.api.settled.wait(timeout)
+        if self.api.ready.is_set() and self.init_duration_ms is None:
+            self.init_duration_ms = (time.perf_counter() - self.spawned_at) * 1000
+
+    def kill(self) -> None:
+        """SIGKILL the process group (as Lambda does on timeout), then release pipe and server."""
+        if self.alive:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.exited.wait(KILL_WAIT_S)
+        self.api.close()
+
+    def close(self) -> None:
+        """Kill if needed and stop the reader (closing our write end lets it reach EOF)."""
+        self.kill()
+        with self._lock:
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
+                self._write_fd = -1
+
+    def _watch(self) -> None:
+        self.returncode = self.proc.wait()
+        self.exited.set()
+        LOG.debug(
+            "Lambda runtime %s (pid %s) exited with %s", self.label, self.pid, self.returncode
+        )
+        current = self.api._current
+        if current is not None:
+            current.resolve(exit_error(self.returncode, current.request_id), is_error=True)
+        self.api.settled.set()
+
+    def max_memory_mb(self) -> int | None:
+        """Peak resident set size (VmHWM) of the runtime, for REPORT's Max Memory Used."""
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return max(1, round(int(line.split()[1]) / 1024))
+        except (OSError, ValueError):
+            return None
+        return None
+
+    # ------------------------------ output ------------------------------
+    def _read(self, read_fd: int) -> None:
+        try:
+            while True:
+                chunk = os.read(read_fd, READ_CHUNK)
+                if not chunk:
+                    return
+                with self._lock:
+                    self._output += chunk
+                    marker = self._marker
+                    if marker is not None:
+                        at = self._output.find(marker)
+                        if at >= 0:
+                            del self._output[at : at + len(marker)]
+                            self._marker = None
+                            self._marker_seen.set()
+        except OSError:
+            return
+        finally:
+            os.close(read_fd)
+
+    def take_output(self) -> str:
+        """Everything the process wrote since the last call, exactly up to now."""
+        with self._lock:
+            synced = self._write_fd >= 0
+            if synced:
+                self._marker = b"\x00\x1escones-sync-%d\x1e\x00" % next(_MARKER_IDS)
+                self._marker_seen.clear()
+                marker, write_fd = self._marker, self._write_fd
+        if synced:
+            os.write(write_fd, marker)
+            if not self._marker_seen.wait(SYNC_TIMEOUT_S):
+                LOG.warning("output of Lambda runtime %s may be cut short", self.label)
+        with self._lock:
+            data = bytes(self._output)
+            self._output.clear()
+            self._history += data
+            if len(self._history) > HISTORY_LIMIT:
+                del self._history[: len(self._history) - HISTORY_LIMIT]
+        return data.decode("utf-8", errors="replace")
+
+    def history(self) -> str:
+        with self._lock:
+            return bytes(self._history + self._output).decode("utf-8", errors="replace")

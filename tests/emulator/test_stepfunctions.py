@@ -1,0 +1,187 @@
+"""Step Functions on the emulator running real Lambda code: Retry, Catch -> SNS, Map."""
+
+import io
+import json
+import time
+import uuid
+import zipfile
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROLE = "arn:aws:iam::000000000000:role/scones-test-sfn"
+
+# Fails with FlakyError until it has been called `fail_times` times for this `key` (kept in S3,
+# so the count survives a fresh environment), then succeeds.
+FLAKY = '''
+import boto3
+
+class FlakyError(Exception):
+    pass
+
+def handler(event, context):
+    s3 = boto3.client("s3")
+    key = "calls/" + event["key"]
+    try:
+        calls = int(s3.get_object(Bucket=event["bucket"], Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        calls = 0
+    s3.put_object(Bucket=event["bucket"], Key=key, Body=str(calls + 1).encode())
+    if calls < event["fail_times"]:
+        raise FlakyError(f"call {calls + 1} fails")
+    return {"calls": calls + 1}
+'''
+
+SQUARE = '''
+def handler(event, context):
+    if event["n"] < 0:
+        raise ValueError("negative")
+    return {"n": event["n"], "square": event["n"] ** 2}
+'''
+
+
+def _zip(source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", source)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def functions(aws_client):
+    """Two real Python functions and a bucket they keep state in."""
+    lam, s3 = aws_client("lambda"), aws_client("s3")
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"sfn-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    arns = {}
+    for name, source in (("flaky", FLAKY), ("square", SQUARE)):
+        fn = lam.create_function(
+            FunctionName=f"{name}-{suffix}", Runtime="python3.13", Handler="handler.handler",
+            Role="arn:aws:iam::000000000000:role/scones-test-lambda",
+            Code={"ZipFile": _zip(source)}, Timeout=30,
+        )
+        lam.get_waiter("function_active_v2").wait(FunctionName=fn["FunctionName"])
+        arns[name] = fn["FunctionArn"]
+    return {"bucket": bucket, **arns}
+
+
+def _run(sfn, definition: dict, payload: dict, seconds: float = 90) -> tuple[dict, list[dict]]:
+    machine = sfn.create_state_machine(
+        name=f"test-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
+    deadline = time.monotonic() + seconds
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"execution still running after {seconds} s"
+        time.sleep(0.2)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return execution, events
+
+
+def _types(events: list[dict]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def test_retry_retries_a_failing_lambda_until_it_succeeds(aws_client, functions):
+    definition = {
+        "StartAt": "Flaky",
+        "States": {
+            "Flaky": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": functions["flaky"], "Payload.$": "$"},
+                "OutputPath": "$.Payload",
+                "Retry": [{"ErrorEquals": ["FlakyError"], "IntervalSeconds": 1,
+                           "BackoffRate": 1.0, "MaxAttempts": 3}],
+                "End": True,
+            }
+        },
+    }
+    payload = {"bucket": functions["bucket"], "key": uuid.uuid4().hex, "fail_times": 2}
+    execution, events = _run(aws_client("stepfunctions"), definition, payload)
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"]) == {"calls": 3}
+    types = _types(events)
+    # lambda:invoke is a service integration: its events are Task*, not LambdaFunction*
+    assert types.count("TaskFailed") == 2
+    assert types.count("TaskSucceeded") == 1
+    assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
+
+
+def test_catch_routes_the_error_to_an_sns_publish_task(aws_client, functions):
+    sns, sqs = aws_client("sns"), aws_client("sqs")
+    topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"],
+                  Attributes={"RawMessageDelivery": "true"})
+    definition = {
+        "StartAt": "Square",
+        "States": {
+            "Square": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": functions["square"], "Payload.$": "$"},
+                "OutputPath": "$.Payload",
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
+                           "Next": "Notify"}],
+                "End": True,
+            },
+            "Notify": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sns:publish",
+                "Parameters": {"TopicArn": topic, "Message.$": "$.error"},
+                "Next": "Failed",
+            },
+            "Failed": {"Type": "Fail", "Error": "SquareFailed", "Cause": "see the notification"},
+        },
+    }
+    execution, events = _run(aws_client("stepfunctions"), definition, {"n": -3})
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "SquareFailed"
+    assert "TaskSucceeded" in _types(events)  # the sns:publish task ran
+    message = None
+    for _ in range(20):
+        got = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+        if got:
+            message = json.loads(got[0]["Body"])
+            break
+    assert message is not None, "no SNS notification reached the subscribed queue"
+    assert message["Error"] == "ValueError"
+    assert json.loads(message["Cause"])["errorMessage"] == "negative"
+
+
+def test_map_with_max_concurrency_runs_every_item(aws_client, functions):
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "MaxConcurrency": 2,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "Square",
+                    "States": {
+                        "Square": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::lambda:invoke",
+                            "Parameters": {"FunctionName": functions["square"], "Payload.$": "$"},
+                            "OutputPath": "$.Payload",
+                            "End": True,
+                        }
+                    },
+                },
+                "End": True,
+            }
+        },
+    }
+    items = [{"n": n} for n in range(6)]
+    execution, events = _run(aws_client("stepfunctions"), definition, {"items": items})
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"]) == [{"n": n, "square": n * n} for n in range(6)]
+    types = _types(events)
+    assert types.count("MapIterationSucceeded") == 6
+    assert "MapStateStarted" in types and "MapStateSucceeded" in types
