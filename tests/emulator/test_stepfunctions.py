@@ -14,7 +14,7 @@ ROLE = "arn:aws:iam::000000000000:role/scones-test-sfn"
 
 # Fails with FlakyError until it has been called `fail_times` times for this `key` (kept in S3,
 # so the count survives a fresh environment), then succeeds.
-FLAKY = '''
+FLAKY = """
 import boto3
 
 class FlakyError(Exception):
@@ -31,14 +31,14 @@ def handler(event, context):
     if calls < event["fail_times"]:
         raise FlakyError(f"call {calls + 1} fails")
     return {"calls": calls + 1}
-'''
+"""
 
-SQUARE = '''
+SQUARE = """
 def handler(event, context):
     if event["n"] < 0:
         raise ValueError("negative")
     return {"n": event["n"], "square": event["n"] ** 2}
-'''
+"""
 
 
 def _zip(source: str) -> bytes:
@@ -58,9 +58,12 @@ def functions(aws_client):
     arns = {}
     for name, source in (("flaky", FLAKY), ("square", SQUARE)):
         fn = lam.create_function(
-            FunctionName=f"{name}-{suffix}", Runtime="python3.13", Handler="handler.handler",
+            FunctionName=f"{name}-{suffix}",
+            Runtime="python3.13",
+            Handler="handler.handler",
             Role="arn:aws:iam::000000000000:role/scones-test-lambda",
-            Code={"ZipFile": _zip(source)}, Timeout=30,
+            Code={"ZipFile": _zip(source)},
+            Timeout=30,
         )
         lam.get_waiter("function_active_v2").wait(FunctionName=fn["FunctionName"])
         arns[name] = fn["FunctionArn"]
@@ -93,8 +96,14 @@ def test_retry_retries_a_failing_lambda_until_it_succeeds(aws_client, functions)
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": functions["flaky"], "Payload.$": "$"},
                 "OutputPath": "$.Payload",
-                "Retry": [{"ErrorEquals": ["FlakyError"], "IntervalSeconds": 1,
-                           "BackoffRate": 1.0, "MaxAttempts": 3}],
+                "Retry": [
+                    {
+                        "ErrorEquals": ["FlakyError"],
+                        "IntervalSeconds": 1,
+                        "BackoffRate": 1.0,
+                        "MaxAttempts": 3,
+                    }
+                ],
                 "End": True,
             }
         },
@@ -115,8 +124,12 @@ def test_catch_routes_the_error_to_an_sns_publish_task(aws_client, functions):
     topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
     queue = sqs.create_queue(QueueName=f"alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"],
-                  Attributes={"RawMessageDelivery": "true"})
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=queue_arn["Attributes"]["QueueArn"],
+        Attributes={"RawMessageDelivery": "true"},
+    )
     definition = {
         "StartAt": "Square",
         "States": {
@@ -125,8 +138,9 @@ def test_catch_routes_the_error_to_an_sns_publish_task(aws_client, functions):
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": functions["square"], "Payload.$": "$"},
                 "OutputPath": "$.Payload",
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
-                           "Next": "Notify"}],
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Notify"}
+                ],
                 "End": True,
             },
             "Notify": {
