@@ -430,3 +430,110 @@ def register(app: typer.Typer) -> None:
             OUT.print(f"{r.name:10} {mark:24} pid={r.pid} {r.url}")
         if not all(r.healthy for r in rows):
             raise typer.Exit(1)
+
+
+# ------------------------------ Benchmark ------------------------------
+
+BENCH_HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
+
+
+def _group_rss_mib(pgid: int) -> float:
+    """Resident memory of every live process in a group (LocalStack + its Lambda runtimes)."""
+    total_kib = 0
+    for status_file in Path("/proc").glob("[0-9]*/status"):
+        try:
+            stat = (status_file.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[2]) != pgid:
+                continue
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total_kib / 1024
+
+
+def bench_stack(invokes: int = 20) -> dict[str, float]:
+    """Cold and warm emulator start, its memory, Lambda cold and warm invoke latency.
+
+    Runs on its own state dir and port so a user's stack is untouched; cold = empty cache.
+    """
+    import io
+    import statistics
+    import tempfile
+    import zipfile
+
+    import boto3
+
+    emulator = next(c for c in components() if c.name == "emulator")
+    with tempfile.TemporaryDirectory(prefix="scones-bench-") as state:
+        saved = config.STATE_DIR, config.EMULATOR_PORT
+        config.STATE_DIR = Path(state)
+        config.EMULATOR_PORT = _free_port()
+        component = Component("emulator", emulator.host, config.EMULATOR_PORT, emulator.health_path)
+        try:
+            cold = start(component, config.EMULATOR_START_TIMEOUT)
+            stop(component)
+            warm = start(component, config.EMULATOR_START_TIMEOUT)
+            client = boto3.client(
+                "lambda",
+                endpoint_url=component.url,
+                region_name=config.REGION,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w") as zf:
+                zf.writestr("bench.py", BENCH_HANDLER)
+            client.create_function(
+                FunctionName="bench",
+                Runtime="python3.11",
+                Handler="bench.handler",
+                Role=f"arn:aws:iam::{config.ACCOUNT_ID}:role/bench",
+                Code={"ZipFile": archive.getvalue()},
+            )
+            client.get_waiter("function_active_v2").wait(FunctionName="bench")
+            began = time.perf_counter()
+            client.invoke(FunctionName="bench", Payload=b"{}")
+            cold_invoke = time.perf_counter() - began
+            warm_times = []
+            for _ in range(invokes):
+                began = time.perf_counter()
+                client.invoke(FunctionName="bench", Payload=b"{}")
+                warm_times.append(time.perf_counter() - began)
+            rss = _group_rss_mib(_read_pid(component) or 0)
+        finally:
+            stop(component)
+            config.STATE_DIR, config.EMULATOR_PORT = saved
+    return {
+        "emulator_cold_start_s": round(cold, 2),
+        "emulator_warm_start_s": round(warm, 2),
+        "emulator_rss_mib": round(rss, 1),
+        "lambda_cold_invoke_ms": round(cold_invoke * 1000, 1),
+        "lambda_warm_invoke_p50_ms": round(statistics.median(warm_times) * 1000, 1),
+        "lambda_warm_invoke_max_ms": round(max(warm_times) * 1000, 1),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((config.EMULATOR_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def register_bench(bench: typer.Typer) -> None:
+    """Add `scones bench stack`."""
+
+    @bench.command("stack")
+    def bench_stack_cmd(
+        invokes: int = typer.Option(20, help="Warm invokes to time."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        smoke: bool = typer.Option(False, "--smoke", help="Fewer invokes, for CI."),
+    ) -> None:
+        """Emulator cold/warm start and memory, Lambda cold/warm invoke latency."""
+        figures = bench_stack(invokes=3 if smoke else invokes)
+        if as_json:
+            print(json.dumps(figures))
+            return
+        for name, value in figures.items():
+            OUT.print(f"{name:28} {value}")

@@ -1,0 +1,99 @@
+"""`scones up/status/down` as a user runs them: real processes, their own state dir and ports."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scones import PROJECT_ROOT, config
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _scones(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scones", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+    )
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line or environment names `text`."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            blob = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob and int(proc.name) != os.getpid():
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def user_env(tmp_path) -> dict[str, str]:
+    """A second stack beside the test session's: fresh state dir, free ports, the shared venv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        SCONES_STATE_DIR=str(tmp_path / "state"),
+        SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),
+        SCONES_EMULATOR_PORT=str(_free_port()),
+        SCONES_MODEL_PORT=str(_free_port()),
+    )
+    return env
+
+
+def test_up_status_down_leaves_nothing_running(user_env, emulator):
+    # `emulator` only makes sure the emulator venv is installed before a second stack starts
+    up = _scones(user_env, "up")
+    assert up.returncode == 0, up.stderr
+    status = _scones(user_env, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    components = json.loads(status.stdout)
+    assert set(components) == {"emulator", "model"}
+    for name, row in components.items():
+        assert row["healthy"], f"{name} not healthy: {row}"
+        assert row["pid"] and Path(f"/proc/{row['pid']}").exists()
+    again = _scones(user_env, "up")  # idempotent: starts nothing new
+    assert again.returncode == 0, again.stderr
+    assert json.loads(_scones(user_env, "status", "--json").stdout) == components
+
+    down = _scones(user_env, "down")
+    assert down.returncode == 0, down.stderr
+    assert "emulator" in down.stderr and "model" in down.stderr
+    assert _processes_mentioning(user_env["SCONES_STATE_DIR"]) == []
+    after = json.loads(_scones(user_env, "status", "--json").stdout)
+    assert not any(row["healthy"] or row["pid"] for row in after.values())
+
+
+def test_up_names_the_taken_port(user_env):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(user_env["SCONES_EMULATOR_PORT"])))
+        squatter.listen()
+        result = _scones(user_env, "up", "--only", "emulator")
+    assert result.returncode == 1
+    assert f"port {user_env['SCONES_EMULATOR_PORT']}" in result.stderr
+    assert "SCONES_EMULATOR_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_up_without_a_model_says_how_to_get_one(user_env, tmp_path):
+    user_env["SCONES_MODEL_DIR"] = str(tmp_path / "no-model")
+    result = _scones(user_env, "up", "--only", "model")
+    assert result.returncode == 1
+    assert "no model at" in result.stderr and "scones train" in result.stderr
+    assert "Traceback" not in result.stderr
