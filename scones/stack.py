@@ -203,8 +203,12 @@ def _command(component: Component) -> tuple[list[str], dict[str, str]]:
     if component.name == "emulator":
         python = config.EMULATOR_VENV / "bin" / "python"
         return [str(python), "-m", "localstack.runtime.main"], emulator_env()
+    from scones import byo  # endpoint names of imported projects outlive a server restart
+
     env = dict(os.environ)
     env.setdefault("AWS_ENDPOINT_URL", config.emulator_url())
+    aliases = dict.fromkeys([*config.ENDPOINT_ALIASES, *byo.imported_endpoint_names()])
+    env["SCONES_ENDPOINT_ALIASES"] = ",".join(aliases)
     cmd = [sys.executable, "-m", "local_model.serve", "--model", str(config.MODEL_DIR)]
     return cmd + ["--host", component.host, "--port", str(component.port)], env
 
