@@ -111,7 +111,10 @@ def setup_emulator(force: bool = False) -> Path:
         if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
             return venv
     with OUT.status(f"installing the emulator into {venv} (Python {python}) ..."):
-        if not (venv / "bin" / "python").exists():
+        venv_python = venv / "bin" / "python"
+        if venv_python.exists() and _python_version(str(venv_python)) != _python_version(str(python)):
+            shutil.rmtree(venv)  # made by another Python: pip cannot switch it over
+        if not venv_python.exists():
             _run([str(python), "-m", "venv", str(venv)])
         pip = [
             str(venv / "bin" / "python"),
