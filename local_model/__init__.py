@@ -1,0 +1,1 @@
+"""The local model: training, export, evaluation and the SageMaker-compatible inference server."""
