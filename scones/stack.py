@@ -112,7 +112,8 @@ def setup_emulator(force: bool = False) -> Path:
             return venv
     with OUT.status(f"installing the emulator into {venv} (Python {python}) ..."):
         venv_python = venv / "bin" / "python"
-        if venv_python.exists() and _python_version(str(venv_python)) != _python_version(str(python)):
+        made_by = _python_version(str(venv_python)) if venv_python.exists() else None
+        if made_by and made_by != _python_version(str(python)):
             shutil.rmtree(venv)  # made by another Python: pip cannot switch it over
         if not venv_python.exists():
             _run([str(python), "-m", "venv", str(venv)])
@@ -212,6 +213,8 @@ def _command(component: Component) -> tuple[list[str], dict[str, str]]:
     env.setdefault("AWS_ENDPOINT_URL", config.emulator_url())
     aliases = dict.fromkeys([*config.ENDPOINT_ALIASES, *byo.imported_endpoint_names()])
     env["SCONES_ENDPOINT_ALIASES"] = ",".join(aliases)
+    # The stack's endpoint captures, as the course's did; plain `scones serve` does not.
+    env.setdefault("SCONES_CAPTURE_ENABLED", "1")
     cmd = [sys.executable, "-m", "local_model.serve", "--model", str(config.MODEL_DIR)]
     return cmd + ["--host", component.host, "--port", str(component.port)], env
 
