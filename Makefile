@@ -6,7 +6,7 @@ VENV := .venv
 # The demo's data source; the official CIFAR-100 URL needs internet (see README).
 SOURCE ?=
 
-.PHONY: venv setup demo test
+.PHONY: venv setup browser demo test
 
 venv: $(VENV)/.installed
 
@@ -22,5 +22,11 @@ setup: venv
 demo: setup
 	$(VENV)/bin/scones demo $(if $(SOURCE),--source $(SOURCE))
 
-test: setup
+# The explorer's test drives Debian's chromium headless (nothing downloaded); needs root to install.
+browser:
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "chromium missing and not root: the explorer's browser test will be skipped"
+
+test: setup browser
 	$(VENV)/bin/python -m pytest
