@@ -1,0 +1,99 @@
+"""Lambda: pass confident inferences on with their loading bay; stop the rest for review."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+# default: 0.93, the course's value. A top probability below this goes to human review.
+THRESHOLD = float(os.environ.get("THRESHOLD") or 0.93)
+# default: bicycle,motorcycle. Class names in output order, for bodies that carry no label.
+CLASS_NAMES = [
+    c.strip()
+    for c in (os.environ.get("CLASS_NAMES") or "bicycle,motorcycle").split(",")
+    if c.strip()
+]
+# default: {}. JSON map label -> loading bay, e.g. {"bicycle": "bay-1", "motorcycle": "bay-2"}.
+LOADING_BAYS: dict[str, str] = json.loads(os.environ.get("LOADING_BAYS") or "{}")
+# default: unassigned. The bay for a confident label LOADING_BAYS does not list.
+DEFAULT_LOADING_BAY = os.environ.get("DEFAULT_LOADING_BAY") or "unassigned"
+
+LOG = logging.getLogger()
+LOG.setLevel(os.environ.get("LOG_LEVEL") or "INFO")
+
+
+class InvalidEvent(Exception):
+    """The event carries no inferences: pass classify_image's output."""
+
+
+class ThresholdConfidenceNotMet(Exception):
+    """The top probability is below THRESHOLD: the image needs a human look (review queue)."""
+
+
+@dataclass(frozen=True)
+class FilterEvent:
+    """The course's body after classification; inferences as floats in class order."""
+
+    body: dict
+    inferences: list[float]
+
+    @classmethod
+    def from_event(cls, event: dict) -> FilterEvent:
+        """Accept {"statusCode", "body"} (body may be JSON text) or the body; inferences may be
+        the endpoint's JSON text, as the course's classify Lambda passes it on."""
+        body = event.get("body", event) if isinstance(event, dict) else None
+        try:
+            if isinstance(body, str):
+                body = json.loads(body)
+            inferences = body["inferences"]
+            if isinstance(inferences, str):
+                inferences = json.loads(inferences)
+            values = [float(v) for v in inferences]
+        except (TypeError, KeyError, ValueError) as err:
+            raise InvalidEvent(
+                f"no inferences in the event ({err!r}); pass classify's output"
+            ) from err
+        if not values:
+            raise InvalidEvent("inferences is empty; the classify step did not run")
+        return cls(body=body, inferences=values)
+
+
+def route(
+    request: FilterEvent,
+    threshold: float = THRESHOLD,
+    classes: list[str] | None = None,
+    bays: dict[str, str] | None = None,
+) -> dict:
+    """The body plus label, confidence and loading bay; raises below the threshold."""
+    classes = classes or CLASS_NAMES
+    bays = LOADING_BAYS if bays is None else bays
+    best = max(range(len(request.inferences)), key=request.inferences.__getitem__)
+    confidence = request.inferences[best]
+    label = request.body.get("label") or (classes[best] if best < len(classes) else str(best))
+    where = request.body.get("s3_key", "the image")
+    if confidence < threshold:
+        raise ThresholdConfidenceNotMet(
+            f"{where}: top class {label!r} has confidence {confidence:.4f}, below the threshold "
+            f"{threshold}; sent to the review queue"
+        )
+    bay = bays.get(label)
+    if bay is None:
+        LOG.warning(
+            "no loading bay for label %s in LOADING_BAYS; using %s", label, DEFAULT_LOADING_BAY
+        )
+        bay = DEFAULT_LOADING_BAY
+    return {
+        **request.body,
+        "inferences": request.inferences,
+        "label": label,
+        "confidence": confidence,
+        "loading_bay": bay,
+    }
+
+
+def handler(event: dict, context) -> dict:
+    """Entry point: classify_image's output -> the same body plus its loading bay."""
+    request = FilterEvent.from_event(event)
+    return {"statusCode": 200, "body": route(request)}

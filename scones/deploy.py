@@ -1,0 +1,754 @@
+"""`scones deploy` / `scones cleanup`: the workflow's resources, on the emulator or on AWS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from scones import PROJECT_ROOT, SconesError, config
+
+LOG = logging.getLogger(__name__)
+OUT = Console(stderr=True)
+
+LAMBDA_DIR = PROJECT_ROOT / "lambdas"
+ASL_DIR = PROJECT_ROOT / "statemachine"
+# One Lambda per file in lambdas/; the handler is always `handler`.
+FUNCTIONS = ("serialize_image_data", "classify_image", "filter_inferences", "summarize_batch")
+STATE_MACHINES = ("image_workflow", "batch_workflow")
+PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same code gives the same CodeSha256, so no update
+WAIT_STEP_S = 0.2
+FUNCTION_READY_TIMEOUT_S = 180.0
+# A new IAM role takes ~10 s to be usable on AWS; creating with it fails until then.
+ROLE_PROPAGATION_TIMEOUT_S = 90.0
+EVENTS_TARGET_ID = "image-workflow"
+# Step Functions' own rule for .sync child executions (the batch's Map uses it on AWS).
+SFN_SYNC_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
+
+
+class DeployError(SconesError):
+    """A workflow resource could not be created, updated or deleted."""
+
+
+# ------------------------------ Names ------------------------------
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every resource name, all starting with SCONES_RESOURCE_PREFIX."""
+
+    prefix: str
+
+    def function(self, module: str) -> str:
+        return f"{self.prefix}-{module.replace('_', '-')}"
+
+    def state_machine(self, key: str) -> str:
+        return f"{self.prefix}-{key.replace('_', '-')}"
+
+    @property
+    def topic(self) -> str:
+        return f"{self.prefix}-notifications"
+
+    @property
+    def notifications_queue(self) -> str:
+        return f"{self.prefix}-notifications"
+
+    @property
+    def review_queue(self) -> str:
+        return f"{self.prefix}-review"
+
+    @property
+    def rule(self) -> str:
+        return f"{self.prefix}-incoming"
+
+    def role(self, kind: str) -> str:
+        return f"{self.prefix}-{kind}-role"
+
+
+def names() -> Names:
+    return Names(config.RESOURCE_PREFIX)
+
+
+@dataclass
+class DeployResult:
+    """What `scones deploy` created or found: names, ARNs and URLs."""
+
+    target: str
+    region: str
+    account: str
+    bucket: str
+    functions: dict[str, str] = field(default_factory=dict)  # module -> function ARN
+    state_machines: dict[str, str] = field(default_factory=dict)  # key -> state machine ARN
+    topic_arn: str = ""
+    notifications_queue_url: str = ""
+    review_queue_url: str = ""
+    rule_arn: str = ""
+    roles: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # what this run created or updated
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------ AWS access ------------------------------
+
+
+class Clients:
+    """boto3 clients for the current target (AWS_ENDPOINT_URL points them at the emulator)."""
+
+    def __init__(self) -> None:
+        import boto3
+        from botocore.config import Config
+
+        config.apply_target_env()
+        self._session = boto3.session.Session(region_name=config.REGION)
+        self._config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        self._clients: dict[str, object] = {}
+        self._identity: dict | None = None
+
+    def __getattr__(self, service: str):
+        if service.startswith("_"):
+            raise AttributeError(service)
+        name = {"lambda_": "lambda", "sfn": "stepfunctions"}.get(service, service)
+        if name not in self._clients:
+            self._clients[name] = self._session.client(name, config=self._config)
+        return self._clients[name]
+
+    @property
+    def identity(self) -> dict:
+        if self._identity is None:
+            try:
+                self._identity = self.sts.get_caller_identity()
+            except Exception as err:  # no credentials, emulator down, no network
+                raise DeployError(f"cannot reach {_where()}: {err}; {_hint()}") from err
+        return self._identity
+
+    @property
+    def account(self) -> str:
+        return self.identity["Account"]
+
+    @property
+    def partition(self) -> str:
+        return self.identity["Arn"].split(":")[1]
+
+    def arn(self, service: str, resource: str, region: bool = True) -> str:
+        where = config.REGION if region else ""
+        return f"arn:{self.partition}:{service}:{where}:{self.account}:{resource}"
+
+
+def _where() -> str:
+    return f"the emulator at {config.emulator_url()}" if config.TARGET == "local" else "AWS"
+
+
+def _hint() -> str:
+    if config.TARGET == "local":
+        return "start the stack with `scones up`"
+    return "check your AWS credentials and SCONES_REGION"
+
+
+def _code(err: Exception) -> str:
+    return getattr(err, "response", {}).get("Error", {}).get("Code", "")
+
+
+# ------------------------------ Inputs: code, definitions, settings ------------------------------
+
+
+def class_names() -> list[str]:
+    """SCONES_CLASS_NAMES, else the served model's model.json classes, else the course's two."""
+    if config.CLASS_NAMES:
+        return list(config.CLASS_NAMES)
+    meta = config.MODEL_DIR / "model.json"
+    try:
+        return [str(c) for c in json.loads(meta.read_text())["classes"]]
+    except (OSError, ValueError, KeyError) as err:
+        LOG.warning(
+            "no classes from %s (%s); set SCONES_CLASS_NAMES. Using bicycle,motorcycle", meta, err
+        )
+        return ["bicycle", "motorcycle"]
+
+
+def loading_bays() -> dict[str, str]:
+    """SCONES_LOADING_BAYS parsed: label -> loading bay."""
+    try:
+        bays = json.loads(config.LOADING_BAYS)
+        if not isinstance(bays, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        raise DeployError(
+            f'SCONES_LOADING_BAYS must be a JSON object like {{"bicycle": "bay-1"}} ({err})'
+        ) from err
+    return {str(k): str(v) for k, v in bays.items()}
+
+
+def function_environment(module: str, threshold: float | None = None) -> dict[str, str]:
+    """Each function's few variables; locally the endpoint URL points at the model server."""
+    classes = ",".join(class_names())
+    env = {
+        "serialize_image_data": {},
+        "classify_image": {
+            "ENDPOINT_NAME": config.ENDPOINT_NAME,
+            "CLASS_NAMES": classes,
+            # Below the function's own timeout: a hung endpoint is EndpointUnavailable (retried),
+            # not a Lambda timeout.
+            "INVOKE_TIMEOUT_S": str(max(1, config.LAMBDA_TIMEOUT - 5)),
+        },
+        "filter_inferences": {
+            "THRESHOLD": str(config.CONFIDENCE_THRESHOLD if threshold is None else threshold),
+            "CLASS_NAMES": classes,
+            "LOADING_BAYS": json.dumps(loading_bays(), sort_keys=True),
+        },
+        "summarize_batch": {},
+    }[module]
+    if module == "classify_image" and config.TARGET == "local":
+        # The emulator injects AWS_ENDPOINT_URL (itself); SageMaker is our model server instead.
+        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = config.model_url()
+    return env
+
+
+def zip_lambda(module: str) -> bytes:
+    """The function's one file as a zip, byte-identical for identical code."""
+    source = LAMBDA_DIR / f"{module}.py"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(source.name, date_time=ZIP_DATE)
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        archive.writestr(info, source.read_bytes())
+    return buffer.getvalue()
+
+
+def code_sha256(data: bytes) -> str:
+    """Lambda's CodeSha256: base64 of the zip's SHA-256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def placeholders(text: str) -> set[str]:
+    """The ${Name} substitutions an ASL file needs."""
+    return set(PLACEHOLDER.findall(text))
+
+
+def render_definition(path: Path, substitutions: dict[str, object]) -> str:
+    """The ASL text with every ${Name} replaced, like DefinitionSubstitutions; checked as JSON."""
+    text = path.read_text()
+    missing = placeholders(text) - substitutions.keys()
+    if missing:
+        raise DeployError(f"{path.name} needs substitutions {sorted(missing)} that deploy lacks")
+    rendered = PLACEHOLDER.sub(lambda m: str(substitutions[m.group(1)]), text)
+    json.loads(rendered)  # a value that broke the JSON is our bug: fail here, not in AWS
+    return rendered
+
+
+def _policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _allow(actions: list[str], resources: list[str]) -> dict:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def _trust(service: str) -> str:
+    return _policy(
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    )
+
+
+# ------------------------------ Resources ------------------------------
+
+
+class Deployer:
+    """Creates or updates each resource; every step is safe to repeat."""
+
+    def __init__(self, clients: Clients, threshold: float | None = None) -> None:
+        self.c = clients
+        self.n = names()
+        self.threshold = threshold
+        self.result = DeployResult(config.TARGET, config.REGION, clients.account, config.BUCKET)
+        self.new_roles = False
+
+    def changed(self, what: str) -> None:
+        LOG.info("deploy: %s", what)
+        self.result.changed.append(what)
+
+    # -- S3 --
+    def bucket(self) -> None:
+        s3, bucket = self.c.s3, config.BUCKET
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as err:
+            if _code(err) not in ("404", "NoSuchBucket", "NotFound"):
+                raise DeployError(f"bucket {bucket}: {err}") from err
+            kwargs = {}
+            if config.REGION != "us-east-1":  # us-east-1 refuses an explicit constraint
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.REGION}
+            s3.create_bucket(Bucket=bucket, **kwargs)
+            self.changed(f"bucket {bucket}")
+        current = s3.get_bucket_notification_configuration(Bucket=bucket)
+        current.pop("ResponseMetadata", None)
+        if "EventBridgeConfiguration" not in current:
+            # Put replaces the whole configuration: keep whatever else is there.
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket,
+                NotificationConfiguration={**current, "EventBridgeConfiguration": {}},
+            )
+            self.changed(f"bucket {bucket} -> EventBridge notifications")
+
+    # -- IAM --
+    def role(self, kind: str, service: str, policy: str, existing: str) -> str:
+        if existing:  # accounts that may not create roles (course labs) name one instead
+            self.result.roles[kind] = existing
+            return existing
+        iam, name = self.c.iam, self.n.role(kind)
+        try:
+            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        except Exception as err:
+            if _code(err) != "NoSuchEntity":
+                raise DeployError(f"role {name}: {err}") from err
+            arn = iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=_trust(service),
+                Description="scones workflow",
+            )["Role"]["Arn"]
+            self.new_roles = True
+            self.changed(f"role {name}")
+        iam.put_role_policy(RoleName=name, PolicyName=f"{name}-policy", PolicyDocument=policy)
+        self.result.roles[kind] = arn
+        return arn
+
+    def roles(self) -> None:
+        c, n = self.c, self.n
+        bucket_arn = f"arn:{c.partition}:s3:::{config.BUCKET}"
+        functions = c.arn("lambda", f"function:{n.prefix}-*")
+        machines = [c.arn("states", f"stateMachine:{n.prefix}-*")]
+        executions = [
+            c.arn("states", f"execution:{n.prefix}-*"),
+            c.arn("states", f"mapRun:{n.prefix}-*"),
+        ]
+        self.role(
+            "lambda",
+            "lambda.amazonaws.com",
+            _policy(
+                _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], ["*"]),
+                _allow(["s3:GetObject"], [f"{bucket_arn}/*"]),
+                # Without ListBucket a missing key is 403, not 404: ImageNotFound needs it.
+                _allow(["s3:ListBucket"], [bucket_arn]),
+                _allow(["sagemaker:InvokeEndpoint"], [c.arn("sagemaker", "endpoint/*")]),
+            ),
+            config.LAMBDA_ROLE_ARN,
+        )
+        self.role(
+            "states",
+            "states.amazonaws.com",
+            _policy(
+                _allow(["lambda:InvokeFunction"], [functions, f"{functions}:*"]),
+                _allow(["sns:Publish"], [c.arn("sns", f"{n.topic}")]),
+                _allow(["sqs:SendMessage"], [c.arn("sqs", n.review_queue)]),
+                _allow(["s3:ListBucket"], [bucket_arn]),  # the batch's ItemReader
+                _allow(["states:StartExecution"], machines),
+                _allow(
+                    [
+                        "states:DescribeExecution",
+                        "states:StopExecution",
+                        "states:DescribeMapRun",
+                        "states:UpdateMapRun",
+                    ],
+                    executions,
+                ),
+                _allow(
+                    ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                    [c.arn("events", f"rule/{SFN_SYNC_RULE}")],
+                ),
+            ),
+            config.STATES_ROLE_ARN,
+        )
+        self.role(
+            "events",
+            "events.amazonaws.com",
+            _policy(
+                _allow(["states:StartExecution"], machines),
+            ),
+            config.EVENTS_ROLE_ARN,
+        )
+
+    # -- SNS and SQS --
+    def queue(self, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+        sqs = self.c.sqs
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except Exception as err:
+            if "NonExistentQueue" not in _code(err) and _code(err) != "QueueDoesNotExist":
+                raise DeployError(f"queue {name}: {err}") from err
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            self.changed(f"queue {name}")
+        else:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return url, arn["Attributes"]["QueueArn"]
+
+    def notifications(self) -> None:
+        sns, n = self.c.sns, self.n
+        topic = sns.create_topic(Name=n.topic)["TopicArn"]  # returns the existing one if any
+        self.result.topic_arn = topic
+        queue_arn = self.c.arn("sqs", n.notifications_queue)
+        # SNS may deliver to the queue only with this policy (AWS checks it; LocalStack does not).
+        url, queue_arn = self.queue(
+            n.notifications_queue,
+            {
+                "MessageRetentionPeriod": str(4 * 24 * 3600),
+                "Policy": _policy(
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "sns.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": queue_arn,
+                        "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
+                    }
+                ),
+            },
+        )
+        self.result.notifications_queue_url = url
+        wanted = [("sqs", queue_arn)]
+        if config.NOTIFY_EMAIL:
+            wanted.append(("email", config.NOTIFY_EMAIL))
+        if config.NOTIFY_HTTPS:
+            wanted.append(("https", config.NOTIFY_HTTPS))
+        have = {
+            (s["Protocol"], s["Endpoint"])
+            for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic)
+            for s in page["Subscriptions"]
+        }
+        for protocol, endpoint in wanted:
+            if (protocol, endpoint) not in have:
+                sns.subscribe(TopicArn=topic, Protocol=protocol, Endpoint=endpoint)
+                self.changed(f"subscription {protocol}:{endpoint}")
+
+    def review_queue(self) -> None:
+        url, _ = self.queue(
+            self.n.review_queue,
+            {
+                "MessageRetentionPeriod": str(14 * 24 * 3600),  # the maximum: reviews may wait
+            },
+        )
+        self.result.review_queue_url = url
+
+    # -- Lambda --
+    def function(self, module: str) -> str:
+        lam, name = self.c.lambda_, self.n.function(module)
+        code = zip_lambda(module)
+        wanted = {
+            "Runtime": config.LAMBDA_RUNTIME,
+            "Handler": f"{module}.handler",
+            "Role": self.result.roles["lambda"],
+            "Timeout": config.LAMBDA_TIMEOUT,
+            "MemorySize": config.LAMBDA_MEMORY,
+            "Environment": {"Variables": function_environment(module, self.threshold)},
+        }
+        try:
+            current = lam.get_function_configuration(FunctionName=name)
+        except lam.exceptions.ResourceNotFoundException:
+            arn = self._retry_role(
+                lambda: lam.create_function(
+                    FunctionName=name,
+                    Code={"ZipFile": code},
+                    Description=f"scones {module}",
+                    Publish=False,
+                    **wanted,
+                )["FunctionArn"]
+            )
+            self.changed(f"function {name}")
+            self._wait_function(name)
+            return arn
+        if current.get("CodeSha256") != code_sha256(code):
+            self._wait_function(name)
+            lam.update_function_code(FunctionName=name, ZipFile=code)
+            self.changed(f"function {name} code")
+            self._wait_function(name)
+        have = {k: current.get(k) for k in wanted}
+        have["Environment"] = {"Variables": current.get("Environment", {}).get("Variables", {})}
+        if have != wanted:
+            self._wait_function(name)
+            self._retry_role(lambda: lam.update_function_configuration(FunctionName=name, **wanted))
+            self.changed(f"function {name} configuration")
+            self._wait_function(name)
+        return current["FunctionArn"]
+
+    def _wait_function(self, name: str) -> None:
+        """Until the function is Active and its last update is done (AWS refuses updates before)."""
+        deadline = time.monotonic() + FUNCTION_READY_TIMEOUT_S
+        while True:
+            cfg = self.c.lambda_.get_function_configuration(FunctionName=name)
+            state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
+            if state == "Failed" or update == "Failed":
+                reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason")
+                raise DeployError(f"function {name} failed to become ready: {reason}")
+            if state == "Active" and update == "Successful":
+                return
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"function {name} still {state}/{update} after {FUNCTION_READY_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(WAIT_STEP_S)
+
+    def _retry_role(self, call):
+        """Run ``call``, retrying while AWS does not yet accept a just-created role."""
+        deadline = time.monotonic() + (ROLE_PROPAGATION_TIMEOUT_S if self.new_roles else 0)
+        while True:
+            try:
+                return call()
+            except Exception as err:
+                message = str(err).lower()
+                role_not_ready = _code(err) in (
+                    "InvalidParameterValueException",
+                    "AccessDeniedException",
+                    "InvalidArn",
+                ) and ("role" in message or "assume" in message)
+                if not role_not_ready or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+
+    # -- Step Functions --
+    def state_machine(self, key: str, substitutions: dict[str, object]) -> str:
+        sfn, name = self.c.sfn, self.n.state_machine(key)
+        definition = render_definition(ASL_DIR / f"{key}.asl.json", substitutions)
+        role = self.result.roles["states"]
+        arn = self.c.arn("states", f"stateMachine:{name}")
+        try:
+            current = sfn.describe_state_machine(stateMachineArn=arn)
+        except sfn.exceptions.StateMachineDoesNotExist:
+            arn = self._retry_role(
+                lambda: sfn.create_state_machine(
+                    name=name,
+                    definition=definition,
+                    roleArn=role,
+                    type="STANDARD",
+                )["stateMachineArn"]
+            )
+            self.changed(f"state machine {name}")
+            return arn
+        if (
+            json.loads(current["definition"]) != json.loads(definition)
+            or current["roleArn"] != role
+        ):
+            self._retry_role(
+                lambda: sfn.update_state_machine(
+                    stateMachineArn=arn,
+                    definition=definition,
+                    roleArn=role,
+                )
+            )
+            self.changed(f"state machine {name} definition")
+        return arn
+
+    # -- EventBridge --
+    def incoming_rule(self) -> None:
+        events, n = self.c.events, self.n
+        pattern = {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {
+                "bucket": {"name": [config.BUCKET]},
+                "object": {"key": [{"prefix": config.INCOMING_PREFIX}]},
+            },
+        }
+        rule_arn = events.put_rule(
+            Name=n.rule,
+            EventPattern=json.dumps(pattern),
+            State="ENABLED",
+            Description=f"an object created under s3://{config.BUCKET}/{config.INCOMING_PREFIX} "
+            "starts the image workflow",
+        )["RuleArn"]
+        target = {
+            "Id": EVENTS_TARGET_ID,
+            "Arn": self.result.state_machines["image_workflow"],
+            "RoleArn": self.result.roles["events"],
+        }
+        have = events.list_targets_by_rule(Rule=n.rule).get("Targets", [])
+        if [{k: t.get(k) for k in target} for t in have] != [target]:
+            stale = [t["Id"] for t in have if t["Id"] != EVENTS_TARGET_ID]
+            if stale:
+                events.remove_targets(Rule=n.rule, Ids=stale)
+            # The image workflow reads the "Object Created" event itself: no InputTransformer.
+            events.put_targets(Rule=n.rule, Targets=[target])
+            self.changed(f"rule {n.rule} -> {target['Arn']}")
+        self.result.rule_arn = rule_arn
+
+    def run(self) -> DeployResult:
+        began = time.monotonic()
+        self.bucket()
+        self.roles()
+        self.notifications()
+        self.review_queue()
+        for module in FUNCTIONS:
+            self.result.functions[module] = self.function(module)
+        fn = self.result.functions
+        image = self.state_machine(
+            "image_workflow",
+            {
+                "SerializeImageDataFunctionArn": fn["serialize_image_data"],
+                "ClassifyImageFunctionArn": fn["classify_image"],
+                "FilterInferencesFunctionArn": fn["filter_inferences"],
+                "ReviewQueueUrl": self.result.review_queue_url,
+                "NotificationTopicArn": self.result.topic_arn,
+            },
+        )
+        self.result.state_machines["image_workflow"] = image
+        self.result.state_machines["batch_workflow"] = self.state_machine(
+            "batch_workflow",
+            {
+                "ImageWorkflowArn": image,
+                "SummarizeBatchFunctionArn": fn["summarize_batch"],
+                "NotificationTopicArn": self.result.topic_arn,
+                "BatchMaxConcurrency": config.BATCH_MAX_CONCURRENCY,
+                "BatchToleratedFailurePercentage": config.BATCH_TOLERATED_FAILURE_PERCENT,
+            },
+        )
+        self.incoming_rule()
+        self.result.seconds = round(time.monotonic() - began, 2)
+        return self.result
+
+
+def deploy(threshold: float | None = None) -> DeployResult:
+    """Create or update, idempotently, every workflow resource on the current target.
+
+    :param threshold: overrides SCONES_CONFIDENCE_THRESHOLD for this deployment (tests use 1.01
+        to send every image to review).
+    """
+    return Deployer(Clients(), threshold).run()
+
+
+# ------------------------------ Cleanup ------------------------------
+
+
+def cleanup(dry_run: bool = False) -> list[str]:
+    """Delete every workflow resource deploy makes (never the bucket or its objects).
+
+    :return: one line per resource deleted (or, with dry_run, that would be deleted).
+    """
+    c, n = Clients(), names()
+    done: list[str] = []
+
+    def step(what: str, call) -> None:
+        if not dry_run:
+            try:
+                call()
+            except Exception as err:  # gone meanwhile is fine; anything else is reported
+                if "NotFound" not in _code(err) and "NoSuch" not in _code(err):
+                    raise DeployError(f"cannot delete {what}: {err}") from err
+        done.append(what)
+
+    c.identity  # noqa: B018 -- fail early with a clear message when the target is unreachable
+    try:
+        targets = c.events.list_targets_by_rule(Rule=n.rule)["Targets"]
+    except c.events.exceptions.ResourceNotFoundException:
+        targets = None
+    if targets is not None:
+        if targets:
+            step(
+                f"rule {n.rule} targets",
+                lambda: c.events.remove_targets(Rule=n.rule, Ids=[t["Id"] for t in targets]),
+            )
+        step(f"rule {n.rule}", lambda: c.events.delete_rule(Name=n.rule))
+    for key in reversed(STATE_MACHINES):
+        arn = c.arn("states", f"stateMachine:{n.state_machine(key)}")
+        try:
+            c.sfn.describe_state_machine(stateMachineArn=arn)
+        except c.sfn.exceptions.StateMachineDoesNotExist:
+            continue
+        step(
+            f"state machine {n.state_machine(key)}",
+            lambda arn=arn: c.sfn.delete_state_machine(stateMachineArn=arn),
+        )
+    for module in FUNCTIONS:
+        name = n.function(module)
+        try:
+            c.lambda_.get_function_configuration(FunctionName=name)
+        except c.lambda_.exceptions.ResourceNotFoundException:
+            continue
+        step(f"function {name}", lambda name=name: c.lambda_.delete_function(FunctionName=name))
+    for queue in (n.review_queue, n.notifications_queue):
+        try:
+            url = c.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        except Exception:
+            continue
+        step(f"queue {queue}", lambda url=url: c.sqs.delete_queue(QueueUrl=url))
+    topic = c.arn("sns", n.topic)
+    try:
+        c.sns.get_topic_attributes(TopicArn=topic)
+    except Exception:
+        topic = ""
+    if topic:
+        step(f"topic {n.topic} (and its subscriptions)", lambda: c.sns.delete_topic(TopicArn=topic))
+    for kind, existing in (
+        ("lambda", config.LAMBDA_ROLE_ARN),
+        ("states", config.STATES_ROLE_ARN),
+        ("events", config.EVENTS_ROLE_ARN),
+    ):
+        name = n.role(kind)
+        if existing:
+            continue  # not ours to delete
+        try:
+            policies = c.iam.list_role_policies(RoleName=name)["PolicyNames"]
+        except Exception:
+            continue
+
+        def delete_role(name=name, policies=policies) -> None:
+            for policy in policies:
+                c.iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            c.iam.delete_role(RoleName=name)
+
+        step(f"role {name}", delete_role)
+    return done
+
+
+# ------------------------------ Commands ------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    """Add deploy and cleanup to the CLI."""
+
+    @app.command("deploy")
+    def deploy_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target."""
+        with OUT.status(f"deploying the workflow to {_where()} ..."):
+            result = deploy()
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2))
+            return
+        OUT.print(
+            f"[green]✓[/green] workflow deployed to {_where()} in {result.seconds:.1f} s "
+            f"({len(result.changed)} changes)"
+        )
+        for key, arn in result.state_machines.items():
+            OUT.print(f"  {key:18} {arn}")
+        OUT.print(f"  {'notifications':18} {result.topic_arn} -> {result.notifications_queue_url}")
+        OUT.print(f"  {'review queue':18} {result.review_queue_url}")
+        OUT.print(
+            f"  {'incoming':18} s3://{result.bucket}/{config.INCOMING_PREFIX} -> image_workflow"
+        )
+
+    @app.command("cleanup")
+    def cleanup_cmd(
+        dry_run: bool = typer.Option(False, "--dry-run", help="List, do not delete."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Delete the workflow's resources (not the bucket or its data)."""
+        done = cleanup(dry_run)
+        if as_json:
+            print(json.dumps({"dry_run": dry_run, "resources": done}, indent=2))
+            return
+        verb = "would delete" if dry_run else "deleted"
+        for line in done:
+            OUT.print(f"{verb}: {line}")
+        if not done:
+            OUT.print("nothing to delete")
