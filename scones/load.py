@@ -1,0 +1,522 @@
+"""`scones load`: a bounded stream or burst of images through the image workflow, all accounted for.
+
+Good inputs are the staged test images (their S3 keys, nothing copied); a configurable share is
+bad: files that are not images, a truncated PNG, vehicles the model was not trained on, and keys
+that do not exist. Every execution is started with a name of this run, so the closing summary can
+DescribeExecution each one: `unaccounted` counts those with no terminal state by the deadline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from scones import SconesError, config
+from scones.report import (
+    REVIEW_ERROR,
+    TERMINAL,
+    execution_arn,
+    ground_truth,
+    image_machine_arn,
+    list_executions,
+)
+
+LOG = logging.getLogger(__name__)
+OUT = Console(stderr=True)
+
+KINDS = ("image", "not_image", "other_vehicle", "missing")
+BAD_KINDS = KINDS[1:]
+SAMPLES_PREFIX = "load/samples/"  # the synthetic bad inputs, uploaded once (same bytes, same keys)
+MISSING_PREFIX = "load/missing/"  # never written: these keys must fail with ImageNotFound
+DEFAULT_DATASET = "bicycle-motorcycle"
+MAX_EXECUTIONS = 20_000  # one run's bound, whatever --rate x --duration asks
+START_THREADS = 8  # StartExecution calls in flight; the emulator, not us, is the bottleneck
+POLL_S = 1.0
+WAIT_BASE_S = 60.0  # default wait after the last start: this plus WAIT_PER_EXECUTION_S each
+WAIT_PER_EXECUTION_S = 0.8  # ~2.5-5 executions/s here; 0.8 s each leaves room for a slow box
+
+
+class LoadError(SconesError):
+    """The load cannot run: no staged images, no workflow, or bad arguments."""
+
+
+# ------------------------------ Inputs ------------------------------
+
+
+@dataclass(frozen=True)
+class LoadItem:
+    """One input: which kind, the S3 key the execution reads, its true class when known."""
+
+    kind: str
+    s3_key: str
+    truth: str | None = None
+
+
+def staged_images(
+    c, dataset: str = DEFAULT_DATASET, split: str = "test", bucket: str | None = None
+) -> list[LoadItem]:
+    """The staged images of one split, from the dataset's .lst in S3."""
+    bucket = bucket or config.BUCKET
+    prefix = f"datasets/{dataset}/{split}/"
+    truth = {k: v for k, v in ground_truth(c, bucket).items() if k.startswith(prefix)}
+    if not truth:
+        raise LoadError(
+            f"no staged images at s3://{bucket}/{prefix}; run `scones stage` (or `scones demo`) "
+            "first, or pick another --dataset"
+        )
+    return [LoadItem("image", key, name) for key, name in sorted(truth.items())]
+
+
+def _png(pixels) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def synthetic_vehicles(count: int = 6, seed: int = 0) -> list[tuple[str, bytes]]:
+    """32x32 drawings of vehicles the model does not know (bus, tram, truck, rocket ...)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    shapes = ["bus", "streetcar", "pickup_truck", "rocket", "tractor", "tank"]
+    images = []
+    for i in range(count):
+        kind = shapes[i % len(shapes)]
+        sky = tuple(rng.randrange(120, 230) for _ in range(3))
+        im = Image.new("RGB", (32, 32), sky)
+        d = ImageDraw.Draw(im)
+        body = tuple(rng.randrange(0, 255) for _ in range(3))
+        if kind == "rocket":
+            d.polygon([(16, 2), (22, 12), (22, 26), (10, 26), (10, 12)], fill=body)
+            d.polygon([(10, 26), (6, 31), (26, 31), (22, 26)], fill=(200, 40, 30))
+        else:
+            top = 8 if kind in ("bus", "streetcar") else 14
+            d.rectangle([2, top, 29, 24], fill=body)
+            for x in range(4, 27, 6):  # windows
+                d.rectangle([x, top + 2, x + 3, top + 6], fill=(180, 220, 250))
+            for x in (8, 23):  # wheels
+                d.ellipse([x - 4, 21, x + 4, 29], fill=(20, 20, 20))
+            if kind == "streetcar":
+                d.line([16, 0, 16, top], fill=(40, 40, 40))
+        noise = np.asarray(im, dtype=np.int16) + np.random.default_rng(seed + i).integers(
+            -12, 13, (32, 32, 3)
+        )
+        images.append((f"{kind}-{i}.png", _png(noise.clip(0, 255).astype("uint8"))))
+    return images
+
+
+def bad_samples(
+    c,
+    classes: list[str],
+    bucket: str | None = None,
+) -> dict[str, list[LoadItem]]:
+    """Upload (idempotently) and return the bad inputs, by kind (missing keys are per run)."""
+    bucket = bucket or config.BUCKET
+    import numpy as np
+
+    good_png = _png(np.full((32, 32, 3), 128, dtype=np.uint8))
+    samples = {
+        "not_image": [
+            ("not-an-image.txt", b"scones: this is a text file, not an image\n"),
+            ("text-named.png", b"%PDF-1.4 a document with an image's name\n"),
+            ("truncated.png", good_png[: len(good_png) // 2]),  # PNG magic, broken body
+        ],
+        "other_vehicle": [],
+    }
+    items: dict[str, list[LoadItem]] = {"not_image": [], "other_vehicle": [], "missing": []}
+    # Other vehicles: staged images of classes the model lacks (e.g. `scones stage --classes
+    # vehicles`), else drawings.
+    for key, name in sorted(ground_truth(c, bucket).items()):
+        if name not in classes and "/test/" in key and len(items["other_vehicle"]) < 50:
+            items["other_vehicle"].append(LoadItem("other_vehicle", key, name))
+    if not items["other_vehicle"]:
+        samples["other_vehicle"] = synthetic_vehicles()
+    for kind, files in samples.items():
+        for filename, body in files:
+            key = f"{SAMPLES_PREFIX}{kind}/{filename}"
+            c.s3.put_object(Bucket=bucket, Key=key, Body=body)  # same bytes: no harm in repeating
+            items[kind].append(LoadItem(kind, key, None))
+    return items
+
+
+def plan(
+    count: int,
+    good: list[LoadItem],
+    bad: dict[str, list[LoadItem]],
+    bad_share: float,
+    seed: int,
+    run_id: str,
+) -> list[LoadItem]:
+    """``count`` inputs: good ones cycled in a shuffled order, bad ones mixed in at bad_share."""
+    rng = random.Random(seed)
+    pool = list(good)
+    rng.shuffle(pool)
+    items: list[LoadItem] = []
+    n_bad = round(count * bad_share)
+    bad_slots = set(rng.sample(range(count), n_bad)) if n_bad else set()
+    kinds = [k for k in BAD_KINDS if k == "missing" or bad.get(k)]
+    g = 0
+    for i in range(count):
+        if i in bad_slots:
+            kind = rng.choice(kinds)
+            if kind == "missing":
+                items.append(LoadItem("missing", f"{MISSING_PREFIX}{run_id}/{i:05d}.png"))
+            else:
+                items.append(rng.choice(bad[kind]))
+        else:
+            items.append(pool[g % len(pool)])
+            g += 1
+    return items
+
+
+# ------------------------------ Running ------------------------------
+
+
+@dataclass
+class Tracked:
+    """One execution this run started (or tried to)."""
+
+    index: int
+    item: LoadItem
+    name: str
+    arn: str | None = None
+    start_error: str | None = None
+    reused: bool = False  # ExecutionAlreadyExists: an earlier run of the same name
+    status: str | None = None
+    error: str | None = None
+    label: str | None = None
+    confidence: float | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.start_error:
+            return "failed"
+        if self.status not in TERMINAL:
+            return "unaccounted"
+        if self.status == "SUCCEEDED":
+            return "succeeded"
+        return "reviewed" if self.error == REVIEW_ERROR else "failed"
+
+
+@dataclass
+class LoadSummary:
+    """The closing summary; `to_dict()` is the --json output."""
+
+    run_id: str
+    name_prefix: str
+    mode: str
+    sent: int = 0
+    started: int = 0
+    reused: int = 0
+    succeeded: int = 0
+    succeeded_by_label: dict[str, int] = field(default_factory=dict)
+    reviewed: int = 0
+    failed: int = 0
+    failed_by_error: dict[str, int] = field(default_factory=dict)
+    unaccounted: int = 0
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    send_seconds: float = 0.0
+    seconds: float = 0.0
+    executions_per_s: float = 0.0
+    started_at: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(tracked: list[Tracked], run_id: str, prefix: str, mode: str) -> LoadSummary:
+    """Counts by outcome, label, error and input kind."""
+    s = LoadSummary(run_id=run_id, name_prefix=prefix, mode=mode, sent=len(tracked))
+    s.started = sum(1 for t in tracked if t.arn)
+    s.reused = sum(1 for t in tracked if t.reused)
+    outcomes = Counter(t.outcome for t in tracked)
+    s.succeeded, s.reviewed = outcomes["succeeded"], outcomes["reviewed"]
+    s.failed, s.unaccounted = outcomes["failed"], outcomes["unaccounted"]
+    s.succeeded_by_label = dict(Counter(t.label for t in tracked if t.outcome == "succeeded"))
+    s.failed_by_error = dict(
+        Counter(t.start_error or t.error or t.status for t in tracked if t.outcome == "failed")
+    )
+    for t in tracked:
+        kind = s.by_kind.setdefault(t.item.kind, {})
+        key = (
+            f"failed:{t.start_error or t.error or t.status}" if t.outcome == "failed" else t.outcome
+        )
+        kind[key] = kind.get(key, 0) + 1
+    return s
+
+
+class LoadRun:
+    """Starts executions (at a rate, or all at once), follows them, accounts for each one."""
+
+    def __init__(
+        self,
+        c,
+        items: list[LoadItem],
+        names: list[str],
+        rate: float | None = None,
+        threads: int = START_THREADS,
+        bucket: str | None = None,
+    ) -> None:
+        from scones.workflow import image_input
+
+        self.c = c
+        self.machine = image_machine_arn(c)
+        self.bucket = bucket or config.BUCKET
+        self.rate = rate
+        self.threads = threads
+        self.image_input = image_input
+        self.tracked = [
+            Tracked(i, item, name) for i, (item, name) in enumerate(zip(items, names, strict=True))
+        ]
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.send_seconds = 0.0
+
+    # -- starting --
+    def _start(self, t: Tracked) -> None:
+        payload = json.dumps(self.image_input(self.bucket, t.item.s3_key))
+        try:
+            t.arn = self.c.sfn.start_execution(
+                stateMachineArn=self.machine, name=t.name, input=payload
+            )["executionArn"]
+        except self.c.sfn.exceptions.ExecutionAlreadyExists:
+            t.arn, t.reused = execution_arn(self.machine, t.name), True
+        except Exception as err:  # throttled, emulator gone: counted, not hidden
+            code = getattr(err, "response", {}).get("Error", {}).get("Code") or type(err).__name__
+            t.start_error = f"StartExecution:{code}"
+            LOG.warning("cannot start %s: %s", t.name, err)
+        with self.lock:
+            self.sent += 1
+
+    def send(self) -> None:
+        """Start every execution; with a rate, the i-th starts i/rate s after the first."""
+        began = time.monotonic()
+        self.c.sfn  # noqa: B018 -- make the client before the threads share it
+        with ThreadPoolExecutor(self.threads) as pool:
+            for t in self.tracked:
+                if self.rate:
+                    delay = began + t.index / self.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                pool.submit(self._start, t)
+        self.send_seconds = time.monotonic() - began
+
+    # -- following --
+    def _describe(self, t: Tracked) -> None:
+        try:
+            d = self.c.sfn.describe_execution(executionArn=t.arn)
+        except Exception as err:  # a lost execution stays unaccounted
+            LOG.warning("cannot describe %s: %s", t.arn, err)
+            return
+        t.status, t.error = d["status"], d.get("error")
+        if t.status == "SUCCEEDED":
+            output = json.loads(d.get("output") or "{}")
+            t.label, t.confidence = output.get("label"), output.get("confidence")
+
+    def poll(self, prefix: str) -> None:
+        """One round: ours not RUNNING any more get described once (ListExecutions is cheap)."""
+        running = {
+            e["executionArn"]
+            for e in list_executions(self.c, self.machine, prefix, status="RUNNING")
+        }
+        todo = [
+            t for t in self.tracked if t.arn and t.status not in TERMINAL and t.arn not in running
+        ]
+        if todo:
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(self._describe, todo))
+
+    def counts(self) -> Counter:
+        return Counter(t.outcome for t in self.tracked[: self.sent])
+
+    def run(self, prefix: str, wait_s: float, progress: bool = True) -> None:
+        """Send, follow until every execution ended or ``wait_s`` after the last start, account."""
+        total = len(self.tracked)
+        sender = threading.Thread(target=self.send, name="load-sender", daemon=True)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[counts]}"),
+        )
+        bar = Progress(*columns, console=OUT, disable=not (progress and OUT.is_terminal))
+        with bar:
+            sent_task = bar.add_task("started ", total=total, counts="")
+            done_task = bar.add_task("finished", total=total, counts="")
+            sender.start()
+            deadline = None
+            while True:
+                time.sleep(POLL_S)
+                sending = sender.is_alive()
+                if not sending and deadline is None:
+                    deadline = time.monotonic() + wait_s
+                self.poll(prefix)
+                counts = self.counts()
+                finished = sum(v for k, v in counts.items() if k != "unaccounted")
+                bar.update(sent_task, completed=self.sent)
+                bar.update(
+                    done_task,
+                    completed=finished,
+                    counts=(
+                        f"ok {counts['succeeded']} · review {counts['reviewed']} · "
+                        f"failed {counts['failed']} · running {counts['unaccounted']}"
+                    ),
+                )
+                if not sending and finished >= total:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    LOG.warning(
+                        "%d executions of %s* still running after the %.0f s wait",
+                        total - finished,
+                        prefix,
+                        wait_s,
+                    )
+                    break
+        sender.join()
+        # The check: DescribeExecution of every execution this run started.
+        started = [t for t in self.tracked if t.arn]
+        with ThreadPoolExecutor(self.threads) as pool:
+            list(pool.map(self._describe, started))
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus 4 random hex digits."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def run_load(
+    count: int,
+    rate: float | None = None,
+    bad_share: float = 0.1,
+    dataset: str = DEFAULT_DATASET,
+    split: str = "test",
+    seed: int = 0,
+    wait_s: float | None = None,
+    threads: int = START_THREADS,
+    progress: bool = True,
+    c=None,
+) -> LoadSummary:
+    """Send ``count`` executions (at ``rate`` per second, or all at once) and account for them."""
+    from scones.deploy import class_names
+
+    if not 0 <= bad_share <= 1:
+        raise LoadError(f"--bad-share must be between 0 and 1, got {bad_share}")
+    if not 1 <= count <= MAX_EXECUTIONS:
+        raise LoadError(f"a run sends 1 to {MAX_EXECUTIONS} executions, not {count}")
+    from scones.report import clients
+
+    c = c or clients()
+    began = time.monotonic()
+    started_at = datetime.now(UTC).isoformat()
+    good = staged_images(c, dataset, split)
+    bad = bad_samples(c, class_names()) if bad_share > 0 else {}
+    run_id = new_run_id()
+    prefix = f"load-{run_id}-"
+    items = plan(count, good, bad, bad_share, seed, run_id)
+    names = [f"{prefix}{i:05d}" for i in range(count)]
+    load = LoadRun(c, items, names, rate=rate, threads=threads)
+    wait = WAIT_BASE_S + WAIT_PER_EXECUTION_S * count if wait_s is None else wait_s
+    load.run(prefix, wait, progress)
+    mode = f"rate {rate:g}/s" if rate else "burst"
+    summary = summarize(load.tracked, run_id, prefix, mode)
+    summary.send_seconds = round(load.send_seconds, 2)
+    summary.seconds = round(time.monotonic() - began, 2)
+    finished = summary.sent - summary.unaccounted
+    summary.executions_per_s = round(finished / summary.seconds, 2) if summary.seconds else 0.0
+    summary.started_at = started_at
+    return summary
+
+
+def print_summary(s: LoadSummary, console: Console | None = None) -> None:
+    """The closing summary as a few lines."""
+    console = console or OUT
+    mark = "[green]0[/green]" if s.unaccounted == 0 else f"[red]{s.unaccounted}[/red]"
+    console.print(
+        f"load {s.run_id} ({s.mode}): sent {s.sent}, started {s.started} in "
+        f"{s.send_seconds:.1f} s; all ended after {s.seconds:.1f} s "
+        f"({s.executions_per_s} executions/s)"
+    )
+    console.print(f"  succeeded {s.succeeded} {s.succeeded_by_label}", markup=False)
+    console.print(f"  reviewed  {s.reviewed} (low confidence, in the review queue)")
+    console.print(f"  failed    {s.failed} {s.failed_by_error}", markup=False)
+    console.print(f"  unaccounted {mark} (DescribeExecution of every execution started)")
+    for kind, counts in sorted(s.by_kind.items()):
+        console.print(f"  {kind:14} {counts}", markup=False)
+    console.print(
+        f"  executions: names {s.name_prefix}*  (scones report --name-prefix {s.name_prefix})",
+        markup=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `scones load`."""
+
+    @app.command("load")
+    def load_cmd(
+        rate: float = typer.Option(None, "--rate", min=0.01, help="Executions per second."),
+        duration: float = typer.Option(None, "--duration", min=0.1, help="Seconds of --rate."),
+        burst: int = typer.Option(None, "--burst", min=1, help="Start N executions at once."),
+        bad_share: float = typer.Option(
+            0.1,
+            "--bad-share",
+            min=0.0,
+            max=1.0,
+            help="Share of bad inputs (non-images, other vehicles, missing keys).",
+        ),
+        dataset: str = typer.Option(
+            DEFAULT_DATASET, "--dataset", help="Staged dataset (datasets/<name>/ in the bucket)."
+        ),
+        split: str = typer.Option("test", "--split", help="Which split's images to send."),
+        seed: int = typer.Option(0, "--seed", help="Order and mix of the inputs."),
+        wait: float = typer.Option(
+            None,
+            "--wait",
+            min=0,
+            help=f"Seconds to wait after the last start (default "
+            f"{WAIT_BASE_S:.0f} + {WAIT_PER_EXECUTION_S} per execution).",
+        ),
+        threads: int = typer.Option(
+            START_THREADS, "--threads", min=1, max=64, help="StartExecution calls in flight."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Dummy traffic through the workflow: a stream (--rate, --duration) or a --burst."""
+        if burst is not None and (rate is not None or duration is not None):
+            raise LoadError("give either --burst N or --rate R --duration S, not both")
+        if burst is None and (rate is None or duration is None):
+            raise LoadError("give --rate R --duration S (a stream) or --burst N (all at once)")
+        count = burst if burst is not None else max(1, round(rate * duration))
+        summary = run_load(
+            count,
+            None if burst else rate,
+            bad_share,
+            dataset,
+            split,
+            seed,
+            wait,
+            threads,
+            progress=not as_json,
+        )
+        if as_json:
+            print(json.dumps(summary.to_dict(), indent=2))
+        else:
+            print_summary(summary)
+        if summary.unaccounted:
+            raise typer.Exit(1)
