@@ -114,7 +114,10 @@ class Clients:
 
         config.apply_target_env()
         self._session = boto3.session.Session(region_name=config.REGION)
-        self._config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        # 32 connections: demo, load and report call from many threads at once
+        self._config = Config(
+            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32
+        )
         self._clients: dict[str, object] = {}
         self._identity: dict | None = None
 
@@ -630,9 +633,11 @@ def deploy(threshold: float | None = None) -> DeployResult:
 # ------------------------------ Cleanup ------------------------------
 
 
-def cleanup(dry_run: bool = False) -> list[str]:
-    """Delete every workflow resource deploy makes (never the bucket or its objects).
+def cleanup(dry_run: bool = False, force: bool = False, artifacts: bool = False) -> list[str]:
+    """Delete every resource the project made on the target, in dependency order.
 
+    The bucket and its objects go only with ``force``; on AWS the SageMaker endpoint, its config
+    and model go too, and training artifacts with ``artifacts``.
     :return: one line per resource deleted (or, with dry_run, that would be deleted).
     """
     c, n = Clients(), names()
@@ -708,7 +713,39 @@ def cleanup(dry_run: bool = False) -> list[str]:
             c.iam.delete_role(RoleName=name)
 
         step(f"role {name}", delete_role)
+    if config.TARGET == "cloud":
+        done += _cleanup_sagemaker(dry_run, artifacts)
+    if force:
+        done += _cleanup_bucket(c, dry_run)
     return done
+
+
+def _cleanup_sagemaker(dry_run: bool, artifacts: bool) -> list[str]:
+    """The endpoint, endpoint config, model (and artifacts) cloud mode created."""
+    from cloud import cleanup as sagemaker_cleanup
+    from cloud.clients import CloudClients
+    from cloud.settings import CloudSettings
+
+    settings = CloudSettings.from_config()
+    clients = CloudClients.create(settings.region)
+    names = sagemaker_cleanup.CleanupNames.from_settings(settings)
+    plan = sagemaker_cleanup.plan_cleanup(clients, names, artifacts=artifacts)
+    return [r.describe() for r in sagemaker_cleanup.cleanup(clients, plan, dry_run=dry_run)]
+
+
+def _cleanup_bucket(c: Clients, dry_run: bool) -> list[str]:
+    """The data bucket with every object in it (staged data, uploads, captures)."""
+    try:
+        c.s3.head_bucket(Bucket=config.BUCKET)
+    except Exception:
+        return []
+    if not dry_run:
+        for page in c.s3.get_paginator("list_objects_v2").paginate(Bucket=config.BUCKET):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                c.s3.delete_objects(Bucket=config.BUCKET, Delete={"Objects": keys})
+        c.s3.delete_bucket(Bucket=config.BUCKET)
+    return [f"bucket {config.BUCKET} (and every object in it)"]
 
 
 # ------------------------------ Commands ------------------------------
@@ -740,10 +777,14 @@ def register(app: typer.Typer) -> None:
     @app.command("cleanup")
     def cleanup_cmd(
         dry_run: bool = typer.Option(False, "--dry-run", help="List, do not delete."),
+        force: bool = typer.Option(False, "--force", help="Also delete the bucket and its data."),
+        artifacts: bool = typer.Option(
+            False, "--artifacts", help="Cloud: also delete training jobs' model artifacts."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Delete the workflow's resources (not the bucket or its data)."""
-        done = cleanup(dry_run)
+        """Delete what the project created on the target (the bucket only with --force)."""
+        done = cleanup(dry_run, force=force, artifacts=artifacts)
         if as_json:
             print(json.dumps({"dry_run": dry_run, "resources": done}, indent=2))
             return

@@ -35,7 +35,6 @@ OUTCOMES = ("succeeded", "review", "failed", "running")
 DATASETS_PREFIX = "datasets/"  # where `scones stage` puts each dataset (datasets/<name>/)
 LST_SPLITS = ("test", "validation", "train")
 HISTORY_THREADS = 8  # GetExecutionHistory calls at once; more only queue at the emulator
-CONNECTIONS = 32  # boto3's pool per client (default 10): load and report run 8 + 8 threads
 THUMB_PX = 64  # thumbnails: CIFAR's 32 px doubled, still small in the page
 MAX_THUMBS = 60  # per gallery: a long load run must not make a page of megabytes
 MAX_TABLE_ROWS = 2000
@@ -274,17 +273,10 @@ def record_from_history(summary: dict, events: list[dict]) -> ExecutionRecord:
 
 
 def clients():
-    """boto3 clients for the current target (the emulator locally, AWS in cloud mode).
-
-    The connection pool fits our threads (starts, describes and histories run in parallel).
-    """
-    from botocore.config import Config
-
+    """boto3 clients for the current target (the emulator locally, AWS in cloud mode)."""
     from scones.deploy import Clients
 
-    c = Clients()
-    c._config = c._config.merge(Config(max_pool_connections=CONNECTIONS))  # before any client
-    return c
+    return Clients()
 
 
 def image_machine_arn(c) -> str:

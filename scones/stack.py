@@ -416,11 +416,19 @@ def register(app: typer.Typer) -> None:
     @app.command("up")
     def up_cmd(
         only: list[str] = typer.Option(None, "--only", help="Start just these components."),
+        no_deploy: bool = typer.Option(
+            False, "--no-deploy", help="Do not deploy the workflow once the stack is healthy."
+        ),
     ) -> None:
-        """Start the local stack (emulator, model server); idempotent, waits until healthy."""
+        """Start the local stack (emulator, model server) and deploy the workflow; idempotent."""
         timings = up(only)
-        total = sum(timings.values())
-        OUT.print(f"stack up in {total:.1f} s")
+        OUT.print(f"stack up in {sum(timings.values()):.1f} s")
+        if not only and not no_deploy:
+            from scones import deploy  # the stack is usable right away: Lambdas, state machines
+
+            with OUT.status("deploying the workflow ..."):
+                result = deploy.deploy()
+            OUT.print(f"[green]✓[/green] workflow deployed ({len(result.changed)} changes)")
 
     @app.command("down")
     def down_cmd() -> None:

@@ -387,12 +387,31 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
         source: str = typer.Argument(
-            ..., help="An image file (uploaded first) or s3://bucket/key."
+            None, help="An image file (uploaded first) or s3://bucket/key."
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        state_machine: str = typer.Option(
+            None,
+            "--state-machine",
+            help="Run this (imported) state machine instead, like the console.",
+        ),
+        input_path: str = typer.Option(
+            None, "--input", help="With --state-machine: the input, a JSON file or JSON text."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print JSON (raw history with --state-machine)."
+        ),
         timeout: float = typer.Option(None, help="Seconds to wait (default SCONES_RUN_TIMEOUT)."),
     ) -> None:
-        """Classify one image with the workflow and print the outcome (exit 1 unless SUCCEEDED)."""
+        """Classify one image with the workflow, or run any state machine with --state-machine.
+
+        Prints the outcome; exits 1 unless the execution SUCCEEDED.
+        """
+        if state_machine:
+            from scones import byo  # the console-style printer for any state machine
+
+            raise typer.Exit(byo.run_command(state_machine, input_path or "{}", as_json, timeout))
+        if not source:
+            raise WorkflowError("give an image (PATH or s3://bucket/key) or --state-machine NAME")
         outcome = run_image(source, timeout)
         if as_json:
             print(json.dumps(asdict(outcome), indent=2))
