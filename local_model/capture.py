@@ -169,8 +169,12 @@ class CaptureStats:
     """Counters the server exports as metrics."""
 
     records: int = 0  # records accepted into a buffer
+    # Records in files an earlier run left in the spool: this run uploads them too, so
+    # records_uploaded can exceed records; "all in S3" is records_pending == 0, not a comparison.
+    records_recovered: int = 0
+    records_pending: int = 0  # not in S3 yet: buffered, being spooled, or in spool files
     files_uploaded: int = 0
-    records_uploaded: int = 0
+    records_uploaded: int = 0  # this run's and recovered records written to S3
     upload_failures: int = 0  # failed attempts (a file may fail several times)
     spooled_files: int = 0  # files waiting on local disk right now
 
@@ -255,6 +259,7 @@ class CaptureWriter:
             buf.lines.append(line)
             buf.size += len(line)
             self.stats.records += 1
+            self.stats.records_pending += 1
             full = buf.size >= self.cfg.flush_bytes
         if full:
             self._wake.set()
@@ -269,7 +274,11 @@ class CaptureWriter:
             LOG.warning(
                 "capture: %d file(s) from an earlier run wait in %s", len(left), self._spool
             )
-        self.stats.spooled_files = len(left)
+        recovered = sum(p.read_bytes().count(b"\n") for p in left)  # as _upload_spool counts
+        with self._lock:
+            self.stats.spooled_files = len(left)
+            self.stats.records_recovered += recovered
+            self.stats.records_pending += recovered
         partial = list(self._spool.rglob("*" + PART_SUFFIX))
         if partial:  # a process killed while writing one; its complete lines can be recovered
             LOG.warning(
@@ -357,8 +366,11 @@ class CaptureWriter:
                 return False
             path.unlink()
             self._prune(path.parent)
-            self.stats.files_uploaded += 1
-            self.stats.records_uploaded += body.count(b"\n")
+            written = body.count(b"\n")
+            with self._lock:  # records_pending is also counted up on the request side
+                self.stats.files_uploaded += 1
+                self.stats.records_uploaded += written
+                self.stats.records_pending -= written
             self._retry_delay = RETRY_MIN_SECONDS
         self.stats.spooled_files = len(self._spooled())
         return True

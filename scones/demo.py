@@ -29,7 +29,10 @@ OUT = Console(stderr=True)
 DATASET = "bicycle-motorcycle"  # the original project's two classes
 CLASSES = ("bicycle", "motorcycle")
 EXPLORER_URL = "http://127.0.0.1:8501"  # `scones explore`'s default address
-CAPTURE_FLUSH_TIMEOUT_S = 30.0  # the server writes a capture file every 5 s (and by size)
+# The server writes a capture file every 5 s (and by size); a server whose S3 writes failed
+# (the bucket did not exist before `stage`) retries at most every 60 s
+# (local_model.capture.RETRY_MAX_SECONDS), so waiting that long covers one retry.
+CAPTURE_FLUSH_TIMEOUT_S = 75.0
 TRAIN_TIMEOUT_S = 3600.0
 
 
@@ -131,9 +134,10 @@ def wait_for_capture(timeout: float = CAPTURE_FLUSH_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         capture = (_model_health() or {}).get("capture")
-        if not capture or (
-            capture["records_uploaded"] >= capture["records"] and not capture["spooled_files"]
-        ):
+        # records_pending, not records_uploaded >= records: a restarted server also uploads the
+        # records an earlier run left in its spool, which would end the wait with the last
+        # buffer of this run still in memory.
+        if not capture or capture["records_pending"] == 0:
             return
         time.sleep(0.5)
     LOG.warning("data capture not fully in S3 after %.0f s; the report may miss a few", timeout)

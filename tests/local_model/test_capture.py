@@ -245,9 +245,30 @@ def test_spooled_files_from_a_previous_run_are_uploaded_at_start(tmp_path, emula
     aws_client("s3").create_bucket(Bucket=bucket)
     second = CaptureWriter(cfg, _s3_factory(emulator))
     second.start()
-    found = wait_for_records(aws_client("s3"), bucket, "dc/", 3)
+    assert (second.stats.records_recovered, second.stats.records_pending) == (3, 3)
+    for i in range(2):  # this run's records wait in memory (flush_seconds=60)
+        second.add(
+            "ep",
+            input_data=b"x",
+            input_content_type="image/png",
+            output_data=b"[1.0]",
+            output_content_type="application/json",
+            inference_id=f"new{i}",
+        )
+    deadline = time.monotonic() + WAIT_SECONDS
+    while second.stats.records_uploaded < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # More records uploaded than this run took, no file spooled, yet two are not in S3:
+    # only records_pending says so (`scones demo` waits on it before reading the capture).
+    assert second.stats.records_uploaded == 3 > second.stats.records == 2
+    assert second.stats.spooled_files == 0
+    assert second.stats.records_pending == 2
     second.close(timeout=5)
+    assert second.stats.records_pending == 0
+    found = read_records(aws_client("s3"), bucket, "dc/")
     assert sorted(r["eventMetadata"]["inferenceId"] for r in all_records(found)) == [
+        "new0",
+        "new1",
         "old0",
         "old1",
         "old2",
