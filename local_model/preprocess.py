@@ -182,13 +182,3 @@ def prepare_batch(images: list, spec: dict) -> np.ndarray:
     if not images:
         return np.zeros((0, 3, int(s["height"]), int(s["width"])), dtype=np.float32)
     return np.stack([prepare(img, s) for img in images]).astype(np.float32, copy=False)
-
-
-def load_file(path, spec: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file from disk and prepare it (used by evaluation and training)."""
-    from pathlib import Path
-
-    data = Path(path).read_bytes()
-    s = _spec(spec)
-    img = decode_image(data, max_pixels=max_pixels, min_size=2 * max(s["height"], s["width"]))
-    return prepare(img, s)

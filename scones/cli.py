@@ -6,7 +6,21 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from scones import SconesError, config, stack, stage
+from scones import (
+    SconesError,
+    byo,
+    config,
+    demo,
+    deploy,
+    endpoint,
+    explore,
+    load,
+    model,
+    report,
+    stack,
+    stage,
+    workflow,
+)
 
 app = typer.Typer(
     help="Scones Unlimited: run the vehicle-classification workflow offline and on AWS.",
@@ -26,8 +40,14 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 # Each module registers its own commands; the module imports heavy things lazily.
 # (one line per module, keep alphabetical)
-for _module in (stack, stage):
+for _module in (byo, demo, deploy, endpoint, explore, load, model, report, stack, stage, workflow):
     _module.register(app)
+
+# `scones bench X`: every speed or memory target is a benchmark that prints figures.
+bench = typer.Typer(help="Benchmarks: print figures, never pass/fail.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+for _module in (endpoint, model, stack, workflow):
+    _module.register_bench(bench)
 
 
 def run() -> None:

@@ -1,0 +1,274 @@
+"""`scones train`, `scones evaluate`, `scones bench model`: the SageMaker training stand-in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scones import PROJECT_ROOT, SconesError, config
+
+OUT = Console()
+ERR = Console(stderr=True)
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"
+# The issue's targets, printed beside the figures (benchmarks print, they never fail).
+TARGETS = {
+    "accuracy": (">=", 0.97),
+    "coverage": (">=", 0.92),
+    "confidently_wrong": ("<=", 0.005),
+    "training_seconds": ("<=", 300.0),
+    "latency_p50_ms": ("<=", 10.0),
+    "ood_pass_rate": ("<=", 0.10),
+    "model_mb": ("<=", 25.0),
+}
+
+
+class ModelCommandError(SconesError):
+    """Training, evaluation or the model benchmark was given something it cannot use."""
+
+
+def _default_data() -> Path:
+    return SHARED_DATA
+
+
+# ------------------------------ scones train ------------------------------
+def train(
+    data: str = typer.Option(
+        None, help="Staged dataset folder or s3://bucket/prefix (default: ../shared cifar100)."
+    ),
+    out: Path = typer.Option(..., help="Output model dir (model.onnx + model.json)."),
+    arch: str = typer.Option(
+        None, help="efficientnet-lite0 (ImageNet weights, fine-tuned) or resnet (from scratch)."
+    ),
+    epochs: int = typer.Option(None, help="Passes over the training data."),
+    learning_rate: float = typer.Option(None, help="Peak learning rate (one-cycle)."),
+    mini_batch_size: int = typer.Option(None, help="Images per step."),
+    optimizer: str = typer.Option(None, help="sgd | nag | adam | adamw | rmsprop."),
+    momentum: float = typer.Option(None, help="Momentum (beta1 for Adam)."),
+    weight_decay: float = typer.Option(None, help="L2 weight decay."),
+    augmentation_type: str = typer.Option(None, help="crop | crop_color | crop_color_transform."),
+    num_layers: int = typer.Option(None, help="ResNet depth 20/32/44/56/110 (arch resnet)."),
+    image_shape: str = typer.Option(None, help="Backbone resolution 'C,H,W', e.g. 3,96,96."),
+    use_pretrained_model: int = typer.Option(None, help="1: EfficientNet-Lite0, 0: ResNet."),
+    seed: int = typer.Option(None, help="Random seed (also picks the validation split)."),
+    hp: list[str] = typer.Option(None, help="Any other hyperparameter as key=value (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a classifier on CPU and export model.onnx + model.json (SageMaker-style names)."""
+    overrides = {
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "mini_batch_size": mini_batch_size,
+        "optimizer": optimizer,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "augmentation_type": augmentation_type,
+        "num_layers": num_layers,
+        "image_shape": image_shape,
+        "use_pretrained_model": use_pretrained_model,
+        "seed": seed,
+    }
+    for item in hp or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ModelCommandError(f"--hp {item!r}: expected key=value")
+        overrides[key.strip()] = value.strip()
+    meta = run_training(str(data or _default_data()), out, overrides, arch, quiet)
+    val = meta["metrics"]["validation"]
+    OUT.print(
+        f"[green]saved[/green] {out}/model.onnx  classes={meta['classes']}  "
+        f"val accuracy={val['accuracy']:.3f} coverage@{meta['metrics']['threshold']}="
+        f"{val['coverage']:.3f}  {meta['training_seconds']:.0f}s"
+    )
+
+
+def run_training(
+    data: str, out: Path, overrides: dict, arch: str | None = None, quiet: bool = True
+) -> dict:
+    """Resolve hyperparameters and train with a rich progress bar; returns model.json."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from local_model import train as trainer
+
+    try:
+        hyp = trainer.resolve_hyp(overrides, arch)
+    except (trainer.TrainingError, ValueError) as err:
+        raise ModelCommandError(str(err)) from err
+    with Progress(
+        TextColumn("[bold]train[/bold] epoch {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=ERR,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("train", total=hyp["epochs"], stats="loading data...")
+
+        def progress(row: dict) -> None:
+            stats = f"loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}"
+            if "val_accuracy" in row:
+                stats += f" | val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}"
+            bar.update(task, advance=1, stats=stats)
+
+        try:
+            return trainer.run(data, Path(out), hyp, progress, config.CONFIDENCE_THRESHOLD)
+        except trainer.TrainingError as err:
+            raise ModelCommandError(str(err)) from err
+
+
+# ------------------------------ scones evaluate ------------------------------
+def evaluate(
+    data: Path = typer.Option(None, help="Staged dataset or class-folder tree (default: shared)."),
+    model: Path = typer.Option(None, help="Model dir; default SCONES_MODEL_DIR."),
+    split: str = typer.Option("test", help="Split of a staged dataset."),
+    threshold: float = typer.Option(None, help="Confidence filter; SCONES_CONFIDENCE_THRESHOLD."),
+    ood_data: Path = typer.Option(None, help="Folder of images that are none of the classes."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Accuracy, per-class precision/recall, coverage and confidently-wrong at threshold, ECE."""
+    from local_model import evaluate as ev
+
+    threshold = config.CONFIDENCE_THRESHOLD if threshold is None else threshold
+    try:
+        result = ev.evaluate(
+            model or config.MODEL_DIR, data or _default_data(), split, threshold, ood_data
+        )
+    except ev.EvaluationError as err:
+        raise ModelCommandError(str(err)) from err
+    if as_json:
+        print(json.dumps(result))
+        return
+    print_evaluation(result)
+
+
+def print_evaluation(result: dict) -> None:
+    t = result["threshold"]
+    table = Table(title=f"scones evaluate: {result['data']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("images", str(result["n"]))
+    table.add_row("accuracy", f"{result['accuracy']:.2%}")
+    table.add_row(f"coverage (top prob >= {t})", f"{result['coverage']:.2%}")
+    table.add_row(f"confidently wrong (>= {t}, wrong)", f"{result['confidently_wrong']:.2%}")
+    table.add_row("ECE (15 bins)", f"{result['ece']:.4f}")
+    for name, row in result["per_class"].items():
+        table.add_row(f"{name} precision / recall", f"{row['precision']:.2%} / {row['recall']:.2%}")
+    if "ood_n" in result:
+        table.add_row("OOD images", str(result["ood_n"]))
+        table.add_row(f"OOD passing >= {t}", f"{result['ood_pass_rate']:.2%}")
+    OUT.print(table)
+    labels = result["confusion_matrix"]["labels"]
+    cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+    cm.add_column("")
+    for name in labels:
+        cm.add_column(name, justify="right")
+    for name, row in zip(
+        labels, result["confusion_matrix"]["rows_true_cols_predicted"], strict=True
+    ):
+        cm.add_row(name, *map(str, row))
+    OUT.print(cm)
+    if result["skipped"]:
+        ERR.print(f"[yellow]skipped {len(result['skipped'])} unreadable files[/yellow]")
+
+
+# ------------------------------ scones bench model ------------------------------
+def run_benchmark(smoke: bool, model_dir: Path | None = None, data: Path | None = None) -> dict:
+    """Train (full: the default recipe; smoke: tiny), evaluate on test, photos, OOD, latency."""
+    from local_model import evaluate as ev
+
+    data = Path(data or _default_data())
+    if not (data / "test.lst").is_file():
+        raise ModelCommandError(f"no staged dataset at {data}; the model benchmark needs it")
+    work = Path(tempfile.mkdtemp(prefix="scones-bench-model-"))
+    try:
+        result: dict = {"mode": "smoke" if smoke else "full", "data": str(data)}
+        out = work / "model"
+        overrides = {}
+        if smoke:  # exercises the whole path, says nothing about the targets
+            overrides = {"epochs": 1, "cached_views": 1, "image_shape": "3,64,64"}
+        t0 = time.perf_counter()
+        meta = run_training(str(data), out, overrides, quiet=True)
+        result["training_seconds"] = meta["training_seconds"]
+        result["trained_wall_seconds"] = round(time.perf_counter() - t0, 1)
+        result["hyperparameters"] = meta["hyperparameters"]
+        # The figures below are for the model just trained in full mode, and for the committed
+        # default model in smoke mode (a one-epoch model says nothing).
+        target = out if not smoke else Path(model_dir or config.MODEL_DIR)
+        if not (target / "model.onnx").is_file():
+            target = out
+        result["evaluated_model"] = str(target)
+        test = ev.evaluate(target, data, "test", config.CONFIDENCE_THRESHOLD)
+        for key in ("n", "accuracy", "coverage", "confidently_wrong", "ece"):
+            result[key] = test[key]
+        classes = ev.load_model(target).classes
+        photos = ev.write_photo_like_split(data, "test", classes, work / "photos")
+        ood = ev.write_images(ev.synthetic_ood_images(60 if smoke else 300), work / "ood")
+        phot = ev.evaluate(target, photos, "test", config.CONFIDENCE_THRESHOLD, ood)
+        result["photo_like"] = {k: phot[k] for k in ("n", "accuracy", "coverage",
+                                                      "confidently_wrong")}  # fmt: skip
+        result["ood_n"], result["ood_pass_rate"] = phot["ood_n"], phot["ood_pass_rate"]
+        result["ood_kind"] = "synthetic textures/noise (no other-vehicle photos offline)"
+        lat = ev.latency(target, runs=50 if smoke else 300)
+        result["latency_p50_ms"], result["latency_p95_ms"] = lat["p50_ms"], lat["p95_ms"]
+        result["model_mb"] = lat["model_mb"]
+        result["targets"] = {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_model(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    smoke: bool = typer.Option(False, "--smoke", help="Tiny training run (< 2 min) for CI."),
+    model: Path = typer.Option(None, help="Model evaluated in --smoke mode (default model)."),
+    data: Path = typer.Option(None, help="Staged dataset (default: ../shared cifar100)."),
+) -> None:
+    """Train and measure the model against the issue's targets (prints figures, never fails)."""
+    if not as_json:
+        ERR.print(f"model benchmark ({'smoke' if smoke else 'full: trains the default recipe'})")
+    result = run_benchmark(smoke, model, data)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"scones bench model ({result['mode']})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    rows = [
+        ("accuracy", result["accuracy"], "{:.2%}"),
+        ("coverage", result["coverage"], "{:.2%}"),
+        ("confidently_wrong", result["confidently_wrong"], "{:.2%}"),
+        ("ece", result["ece"], "{:.4f}"),
+        (
+            "training_seconds" + (" (1-epoch smoke run)" if result["mode"] == "smoke" else ""),
+            result["training_seconds"],
+            "{:.0f}",
+        ),
+        ("latency_p50_ms", result["latency_p50_ms"], "{:.2f}"),
+        ("ood_pass_rate", result["ood_pass_rate"], "{:.2%}"),
+        ("model_mb", result["model_mb"], "{:.1f}"),
+        ("photo_like accuracy", result["photo_like"]["accuracy"], "{:.2%}"),
+        ("photo_like coverage", result["photo_like"]["coverage"], "{:.2%}"),
+    ]
+    for name, value, fmt in rows:
+        target = result["targets"].get(name.split(" ")[0], "")
+        table.add_row(name, fmt.format(value), target)
+    OUT.print(table)
+    OUT.print(f"evaluated: {result['evaluated_model']}; OOD set: {result['ood_kind']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `scones train` and `scones evaluate`."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+
+
+def register_bench(bench: typer.Typer) -> None:
+    """Add `scones bench model` to the shared `bench` group."""
+    bench.command("model")(bench_model)

@@ -1,0 +1,145 @@
+"""train.py: one step learns, a tiny run trains + exports, and the ONNX graph matches PyTorch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from local_model import evaluate as ev
+from local_model import train
+
+ROOT = Path(__file__).resolve().parents[2]
+# ResNet from scratch: SGD with Nesterov momentum, the usual CIFAR recipe
+TINY = {"epochs": 3, "image_shape": "3,32,32", "mini_batch_size": 32, "learning_rate": 0.05,
+        "optimizer": "nag", "weight_decay": 5e-4}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory) -> Path:
+    """10 classes of coloured shapes, staged like cifar100-scones (train.lst/test.lst + PNGs)."""
+    return ev.write_synthetic_shapes(tmp_path_factory.mktemp("shapes"), num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(shapes_data, tmp_path_factory) -> tuple[Path, dict]:
+    """ResNet-20 on 32 px, a few epochs, trained through the real CLI."""
+    out = tmp_path_factory.mktemp("model")
+    cmd = [sys.executable, "-m", "scones", "train", "--data", str(shapes_data), "--out", str(out),
+           "--arch", "resnet", "--num-layers", "20", "--quiet"]  # fmt: skip
+    for key, value in TINY.items():
+        cmd += ["--hp", f"{key}={value}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out, json.loads((out / "model.json").read_text())
+
+
+def test_one_step_on_random_tensors_reduces_loss():
+    torch.manual_seed(0)
+    hyp = train.resolve_hyp(TINY, arch="resnet")
+    model = train.build_model(hyp, num_classes=3).train()
+    opt = train.make_optimizer([p for p in model.parameters() if p.requires_grad], hyp)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 3, (16,))
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = [train.train_step(model, model.trunk(x), None, y, opt, hyp)[0] for _ in range(5)]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_pretrained_step_keeps_trunk_frozen_and_imagenet_head():
+    torch.manual_seed(0)
+    hyp = train.resolve_hyp({"image_shape": "3,64,64", "freeze_blocks": 5, "distill_weight": 1.0})
+    model = train.build_model(hyp, num_classes=2).train()
+    teacher = train.LiteNet(1, 5).eval()
+    frozen = [p.detach().clone() for p in model.frozen.parameters()]
+    opt = train.make_optimizer([p for p in model.parameters() if p.requires_grad], hyp)
+    gen = torch.Generator().manual_seed(0)
+    h, target = train.trunk_views(model, teacher, train.Normalize(train.LITE_MEAN, train.LITE_STD),
+                                  torch.rand(8, 3, 32, 32), hyp, gen)  # fmt: skip
+    assert target.shape == (8, 1000)
+    loss, _ = train.train_step(model, h, target, torch.randint(0, 2, (8,)), opt, hyp)
+    assert np.isfinite(loss)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.frozen.parameters(), strict=True))
+
+
+def test_bad_hyperparameters_are_named():
+    with pytest.raises(train.TrainingError, match="6n\\+2"):
+        train.resolve_hyp({"num_layers": 21}, arch="resnet")
+    with pytest.raises(train.TrainingError, match="augmentation_type"):
+        train.resolve_hyp({"augmentation_type": "rotate"})
+    with pytest.raises(train.TrainingError, match="unknown hyperparameter"):
+        train.resolve_hyp({"epochz": 3})
+
+
+def test_augment_keeps_shape_and_range():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32)
+    for kind in ("crop", "crop_color", "crop_color_transform"):
+        y = train.augment(x, kind, gen)
+        assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+
+
+def test_tiny_run_exports_model_directory(tiny_model, shapes_data):
+    out, meta = tiny_model
+    names = json.loads((shapes_data / "classes.json").read_text())
+    assert meta["classes"] == [names[str(i)]["name"] for i in range(10)]
+    assert meta["input"]["height"] == 32 and len(meta["input"]["mean"]) == 3
+    assert meta["outputs"]["probabilities"] == "probabilities"
+    for key in ("ood", "metrics", "hyperparameters", "data", "training_seconds", "versions"):
+        assert key in meta
+    assert meta["hyperparameters"]["num_layers"] == 20 and meta["seed"] == 0
+    assert meta["data"]["n_train"] + meta["data"]["n_validation"] == 300
+    history = meta["metrics"]["history"]
+    assert len(history) == TINY["epochs"]
+    # learnable data: a few epochs beat chance (10 %) clearly on the held-out validation split
+    assert max(row["val_accuracy"] for row in history) > 0.3
+
+
+def test_onnx_probabilities_sum_to_one_and_match_pytorch(tmp_path):
+    torch.manual_seed(0)
+    hyp = train.resolve_hyp({"image_shape": "3,48,48"}, arch="resnet")
+    model = train.build_model(hyp, num_classes=3).eval()
+    x = torch.randn(40, 3, 32, 32)
+    feats = train.infer(model, torch.nn.Identity(), x, hyp)
+    labels = torch.arange(40) % 3
+    cal = train.calibrate_ood(feats, labels, feats, dims=8)
+    served = train.ServedModel(model, 48, 1.5, cal).eval()
+    train.export_onnx(served, tmp_path / "model.onnx", 32)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):
+        xb = x[:batch]
+        probs, ood, logits = session.run(None, {"image": xb.numpy()})
+        with torch.no_grad():
+            ref_p, ref_u, ref_l = (t.numpy() for t in served(xb))
+        assert probs.shape == (batch, 3) and ood.shape == (batch,)
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(probs, ref_p, atol=1e-4)
+        np.testing.assert_allclose(ood, ref_u, atol=1e-4)
+        np.testing.assert_allclose(logits, ref_l, atol=1e-3)
+    # a far-away input is pushed toward uniform: ood score up, top probability down
+    far = (x[:4] * 50).numpy()
+    probs, ood, _ = session.run(None, {"image": far})
+    assert (ood > 0.5).all() and (probs.max(1) < 1 / 3 + 0.5 * (1 - 1 / 3) + 1e-6).all()
+
+
+@pytest.mark.integration
+def test_trains_from_s3_layout(aws_client, tmp_path):
+    """s3://bucket/prefix with the staged layout trains like the folder (boto3 via the emulator)."""
+    data = ev.write_synthetic_shapes(tmp_path / "shapes", num_classes=3, per_class=12)
+    s3 = aws_client("s3")
+    bucket = "scones-train-test"
+    s3.create_bucket(Bucket=bucket)
+    for path in data.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"staged/{path.relative_to(data).as_posix()}")
+    hyp = train.resolve_hyp({**TINY, "epochs": 1}, arch="resnet")
+    meta = train.run(f"s3://{bucket}/staged", tmp_path / "model", hyp)
+    assert meta["classes"] == ["disc_0", "square_0", "triangle_0"]
+    assert meta["data"]["source"] == f"s3://{bucket}/staged"
+    assert (tmp_path / "model" / "model.onnx").is_file()
