@@ -41,6 +41,7 @@ import typer
 from rich.console import Console
 
 from scones import PROJECT_ROOT, SconesError, config
+from scones.deploy import wait_function_ready
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True, soft_wrap=True)  # long ARNs and names stay on one line
@@ -48,7 +49,6 @@ STDOUT = Console(soft_wrap=True, highlight=False)
 
 SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same code gives the same CodeSha256
-FUNCTION_READY_TIMEOUT_S = 180.0  # a first python3.X use may build its runtime (pip, ~10 s)
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 SHORTEN_OVER = 80  # characters: longer base64 strings are shown as their start plus a length
 # Modules every AWS Python runtime has besides the standard library.
@@ -955,7 +955,7 @@ def _deploy_function(
         Environment={"Variables": env},
         Description=f"imported by scones from {source.path.name}",
     )
-    _wait_active(lam, source.name)
+    wait_function_ready(lam, source.name, ByoError)
     versions = sorted(int(q) for q in qualifiers if q.isdigit())
     aliases = [q for q in qualifiers if not q.isdigit()]
     published = 0
@@ -965,30 +965,12 @@ def _deploy_function(
             lam.update_function_configuration(
                 FunctionName=source.name, Description=f"imported by scones (v{wanted})"
             )
-            _wait_active(lam, source.name)
+            wait_function_ready(lam, source.name, ByoError)
         published = int(lam.publish_version(FunctionName=source.name)["Version"])
         LOG.debug("%s: published version %s (wanted %s)", source.name, published, wanted)
     for alias in aliases:
         lam.create_alias(FunctionName=source.name, Name=alias, FunctionVersion=str(published))
     return created["FunctionArn"]
-
-
-def _wait_active(lam, name: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + FUNCTION_READY_TIMEOUT_S
-    while True:
-        cfg = lam.get_function_configuration(FunctionName=name)
-        state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
-        if state == "Failed" or update == "Failed":
-            reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason")
-            raise ByoError(f"function {name} cannot run here: {reason}")
-        if state == "Active" and update == "Successful":
-            return
-        if time.monotonic() > deadline:
-            raise ByoError(
-                f"function {name} still {state}/{update} after "
-                f"{FUNCTION_READY_TIMEOUT_S:.0f} s; see the emulator log"
-            )
-        time.sleep(0.2)
 
 
 def _read_event(path: Path | str) -> object:

@@ -29,7 +29,7 @@ STATE_MACHINES = ("image_workflow", "batch_workflow")
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same code gives the same CodeSha256, so no update
 WAIT_STEP_S = 0.2
-FUNCTION_READY_TIMEOUT_S = 180.0
+FUNCTION_READY_TIMEOUT_S = 180.0  # a first python3.X use may build its runtime (pip, ~10 s)
 # A new IAM role takes ~10 s to be usable on AWS; creating with it fails until then.
 ROLE_PROPAGATION_TIMEOUT_S = 90.0
 EVENTS_TARGET_ID = "image-workflow"
@@ -270,6 +270,28 @@ def _trust(service: str) -> str:
 # ------------------------------ Resources ------------------------------
 
 
+def wait_function_ready(lam, name: str, error: type[SconesError] = DeployError) -> None:
+    """Until the function is Active and its last update is done (AWS refuses updates before).
+
+    Raises ``error`` when it failed or is still not ready after FUNCTION_READY_TIMEOUT_S.
+    """
+    deadline = time.monotonic() + FUNCTION_READY_TIMEOUT_S
+    while True:
+        cfg = lam.get_function_configuration(FunctionName=name)
+        state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
+        if state == "Failed" or update == "Failed":
+            reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason")
+            raise error(f"function {name} cannot run: {reason}")
+        if state == "Active" and update == "Successful":
+            return
+        if time.monotonic() > deadline:
+            raise error(
+                f"function {name} still {state}/{update} after {FUNCTION_READY_TIMEOUT_S:.0f} s;"
+                " see the emulator log"
+            )
+        time.sleep(WAIT_STEP_S)
+
+
 class Deployer:
     """Creates or updates each resource; every step is safe to repeat."""
 
@@ -487,21 +509,7 @@ class Deployer:
         return current["FunctionArn"]
 
     def _wait_function(self, name: str) -> None:
-        """Until the function is Active and its last update is done (AWS refuses updates before)."""
-        deadline = time.monotonic() + FUNCTION_READY_TIMEOUT_S
-        while True:
-            cfg = self.c.lambda_.get_function_configuration(FunctionName=name)
-            state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
-            if state == "Failed" or update == "Failed":
-                reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason")
-                raise DeployError(f"function {name} failed to become ready: {reason}")
-            if state == "Active" and update == "Successful":
-                return
-            if time.monotonic() > deadline:
-                raise DeployError(
-                    f"function {name} still {state}/{update} after {FUNCTION_READY_TIMEOUT_S:.0f} s"
-                )
-            time.sleep(WAIT_STEP_S)
+        wait_function_ready(self.c.lambda_, name)
 
     def _retry_role(self, call):
         """Run ``call``, retrying while AWS does not yet accept a just-created role."""
