@@ -783,8 +783,13 @@ def run(
     hyp: dict,
     progress: Callable[[dict], None] | None = None,
     threshold: float = 0.93,
+    export_pytorch: bool = False,
 ) -> dict:
-    """The whole run: load, split, train, calibrate, export. Returns model.json's content."""
+    """The whole run: load, split, train, calibrate, export. Returns model.json's content.
+
+    ``export_pytorch`` also writes model.pt2, the same model for eager PyTorch (the endpoint
+    benchmark's baseline); off by default, it would double the model directory's size.
+    """
     t_start = time.perf_counter()
     torch.set_num_threads(min(2, os.cpu_count() or 1))  # the machine has 2 cores, shared
     seed_everything(hyp["seed"])
@@ -810,6 +815,11 @@ def run(
     training_seconds = time.perf_counter() - t_start
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(served, out / "model.onnx", hyp["input_size"])
+    if export_pytorch:
+        dummy = torch.zeros(2, 3, hyp["input_size"], hyp["input_size"])  # 2: batch stays dynamic
+        batch = {0: torch.export.Dim("batch", min=1, max=1024)}
+        program = torch.export.export(served, (dummy,), dynamic_shapes=(batch,))
+        torch.export.save(program, str(out / "model.pt2"))
     meta = {
         "format": "scones-model/1",
         "arch": "efficientnet-lite0"

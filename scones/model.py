@@ -59,6 +59,9 @@ def train(
     seed: int = typer.Option(None, help="Random seed (also picks the validation split)."),
     hp: list[str] = typer.Option(None, help="Any other hyperparameter as key=value (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    export_pytorch: bool = typer.Option(
+        False, "--export-pytorch", help="Also write model.pt2 (for `scones bench endpoint`)."
+    ),
 ) -> None:
     """Train a classifier on CPU and export model.onnx + model.json (SageMaker-style names)."""
     overrides = {
@@ -79,7 +82,7 @@ def train(
         if not sep:
             raise ModelCommandError(f"--hp {item!r}: expected key=value")
         overrides[key.strip()] = value.strip()
-    meta = run_training(str(data or _default_data()), out, overrides, arch, quiet)
+    meta = run_training(str(data or _default_data()), out, overrides, arch, quiet, export_pytorch)
     val = meta["metrics"]["validation"]
     OUT.print(
         f"[green]saved[/green] {out}/model.onnx  classes={meta['classes']}  "
@@ -89,7 +92,12 @@ def train(
 
 
 def run_training(
-    data: str, out: Path, overrides: dict, arch: str | None = None, quiet: bool = True
+    data: str,
+    out: Path,
+    overrides: dict,
+    arch: str | None = None,
+    quiet: bool = True,
+    export_pytorch: bool = False,
 ) -> dict:
     """Resolve hyperparameters and train with a rich progress bar; returns model.json."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -117,7 +125,9 @@ def run_training(
             bar.update(task, advance=1, stats=stats)
 
         try:
-            return trainer.run(data, Path(out), hyp, progress, config.CONFIDENCE_THRESHOLD)
+            return trainer.run(
+                data, Path(out), hyp, progress, config.CONFIDENCE_THRESHOLD, export_pytorch
+            )
         except trainer.TrainingError as err:
             raise ModelCommandError(str(err)) from err
 

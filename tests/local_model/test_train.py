@@ -143,3 +143,22 @@ def test_trains_from_s3_layout(aws_client, tmp_path):
     assert meta["classes"] == ["disc_0", "square_0", "triangle_0"]
     assert meta["data"]["source"] == f"s3://{bucket}/staged"
     assert (tmp_path / "model" / "model.onnx").is_file()
+
+
+def test_export_pytorch_writes_the_same_model_for_eager_pytorch(tmp_path):
+    """--export-pytorch adds model.pt2: the endpoint benchmark's baseline loads it, same outputs."""
+    import onnxruntime as ort
+    import torch
+
+    from local_model.baseline import load_torch_model
+
+    data = ev.write_synthetic_shapes(tmp_path / "shapes", num_classes=2, per_class=12)
+    hyp = train.resolve_hyp({**TINY, "epochs": 1}, arch="resnet")
+    train.run(data, tmp_path / "model", hyp, export_pytorch=True)
+    eager = load_torch_model(tmp_path / "model")
+    batch = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        eager_probs = eager(batch)[0].numpy()
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"))
+    onnx_probs = session.run(["probabilities"], {"image": batch.numpy()})[0]
+    np.testing.assert_allclose(eager_probs, onnx_probs, atol=1e-4)
