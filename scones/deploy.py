@@ -763,8 +763,22 @@ def register(app: typer.Typer) -> None:
     """Add deploy and cleanup to the CLI."""
 
     @app.command("deploy")
-    def deploy_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target."""
+    def deploy_cmd(
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        model_data: str = typer.Option(
+            None, help="Cloud: the model.tar.gz to serve (default: the last cloud training)."
+        ),
+    ) -> None:
+        """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target.
+
+        With SCONES_TARGET=cloud, first the SageMaker endpoint (with data capture) it calls.
+        """
+        if config.TARGET == "cloud":
+            import cloud
+
+            with OUT.status("deploying the SageMaker endpoint ..."):
+                endpoint = cloud.deploy_endpoint(model_data)
+            OUT.print(f"endpoint {endpoint['endpoint_name']}: {endpoint['action']}")
         with OUT.status(f"deploying the workflow to {_where()} ..."):
             result = deploy()
         if as_json:

@@ -63,7 +63,18 @@ def train(
         False, "--export-pytorch", help="Also write model.pt2 (for `scones bench endpoint`)."
     ),
 ) -> None:
-    """Train a classifier on CPU and export model.onnx + model.json (SageMaker-style names)."""
+    """Train a classifier on CPU and export model.onnx + model.json (SageMaker-style names).
+
+    With SCONES_TARGET=cloud: a SageMaker training job instead (SCONES_CLOUD_TRAINER).
+    """
+    if config.TARGET == "cloud":
+        import cloud
+
+        result = cloud.train_and_remember()
+        OUT.print(
+            f"training job {result['job_name']}: {result['status']} {result['model_data_url']}"
+        )
+        return
     overrides = {
         "epochs": epochs,
         "learning_rate": learning_rate,
