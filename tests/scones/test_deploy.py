@@ -101,6 +101,23 @@ def test_cleanup_removes_what_deploy_made_and_deploy_restores_it(emulator, aws_c
     deploy.cleanup()
 
 
+def test_cleanup_force_also_deletes_the_bucket_and_its_objects(emulator, aws_client, monkeypatch):
+    monkeypatch.setattr(config, "RESOURCE_PREFIX", "scones-force-test")
+    monkeypatch.setattr(config, "BUCKET", "scones-force-test-bucket")  # not the session's data
+    s3 = aws_client("s3")
+    s3.create_bucket(Bucket=config.BUCKET)
+    for n in range(3):
+        s3.put_object(Bucket=config.BUCKET, Key=f"train/{n}.png", Body=b"x")
+
+    assert deploy.cleanup(dry_run=True) == []  # without --force the bucket is never touched
+    listed = deploy.cleanup(dry_run=True, force=True)
+    assert listed == [f"bucket {config.BUCKET} (and every object in it)"]
+    assert s3.list_objects_v2(Bucket=config.BUCKET)["KeyCount"] == 3  # a dry run deletes nothing
+    assert deploy.cleanup(force=True) == listed
+    assert config.BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert deploy.cleanup(force=True) == []  # cleanup after cleanup is a no-op
+
+
 # ------------------------------ Pure parts (no emulator) ------------------------------
 
 
