@@ -1,14 +1,12 @@
 """The scones Lambda executor: real Python functions run by awslambdaric behave as on AWS."""
 
 import base64
-import io
 import json
 import re
 import shutil
 import threading
 import time
 import uuid
-import zipfile
 
 import pytest
 
@@ -74,34 +72,14 @@ def handler(event, context):
 """
 
 
-def _zip(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, source in files.items():
-            archive.writestr(name, source)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
-def make_function(aws_client):
+def make_function(create_function):
     """Create a zip function and wait until it is Active; returns its name."""
-    lam = aws_client("lambda")
 
     def make(files: dict[str, str], handler: str = "app.handler", **config) -> str:
-        name = f"rt-{uuid.uuid4().hex[:10]}"
-        lam.create_function(
-            FunctionName=name,
-            Runtime=config.pop("Runtime", "python3.12"),
-            Role=ROLE,
-            Handler=handler,
-            Code={"ZipFile": _zip(files)},
-            Timeout=config.pop("Timeout", 10),
-            **config,
-        )
-        lam.get_waiter("function_active_v2").wait(
-            FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-        return name
+        config.setdefault("Runtime", "python3.12")
+        config.setdefault("Timeout", 10)
+        return create_function(files, handler, Role=ROLE, **config)["FunctionName"]
 
     return make
 

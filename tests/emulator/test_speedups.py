@@ -4,11 +4,9 @@ One state machine, many concurrent executions with different inputs and outcomes
 its own output, its own failure and its own history, as without the caches. Correctness only.
 """
 
-import io
 import json
 import time
 import uuid
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -77,33 +75,18 @@ MACHINE = {
 }
 
 
-def _zip(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", source)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
-def machine_arn(aws_client):
-    lam, sfn = aws_client("lambda"), aws_client("stepfunctions")
+def machine_arn(aws_client, create_function):
+    sfn = aws_client("stepfunctions")
     suffix = uuid.uuid4().hex[:8]
-    fn = lam.create_function(
-        FunctionName=f"echo-{suffix}",
-        Runtime="python3.13",
-        Handler="handler.handler",
-        Role="arn:aws:iam::000000000000:role/scones-test-lambda",
-        Code={"ZipFile": _zip(ECHO)},
-        Timeout=30,
-    )
-    lam.get_waiter("function_active_v2").wait(FunctionName=fn["FunctionName"])
+    fn = create_function({"handler.py": ECHO}, "handler.handler", Runtime="python3.13", Timeout=30)
     definition = json.dumps(MACHINE).replace("FUNCTION", fn["FunctionArn"])
     arn = sfn.create_state_machine(name=f"speedups-{suffix}", definition=definition, roleArn=ROLE)[
         "stateMachineArn"
     ]
     yield arn
     sfn.delete_state_machine(stateMachineArn=arn)
-    lam.delete_function(FunctionName=fn["FunctionName"])
+    aws_client("lambda").delete_function(FunctionName=fn["FunctionName"])
 
 
 def _wait(sfn, execution_arn: str, seconds: float = 120) -> dict:

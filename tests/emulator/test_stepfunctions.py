@@ -1,10 +1,8 @@
 """Step Functions on the emulator running real Lambda code: Retry, Catch -> SNS, Map."""
 
-import io
 import json
 import time
 import uuid
-import zipfile
 
 import pytest
 
@@ -41,32 +39,18 @@ def handler(event, context):
 """
 
 
-def _zip(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", source)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
-def functions(aws_client):
+def functions(aws_client, create_function):
     """Two real Python functions and a bucket they keep state in."""
-    lam, s3 = aws_client("lambda"), aws_client("s3")
-    suffix = uuid.uuid4().hex[:8]
-    bucket = f"sfn-{suffix}"
+    s3 = aws_client("s3")
+    bucket = f"sfn-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    arns = {}
-    for name, source in (("flaky", FLAKY), ("square", SQUARE)):
-        fn = lam.create_function(
-            FunctionName=f"{name}-{suffix}",
-            Runtime="python3.13",
-            Handler="handler.handler",
-            Role="arn:aws:iam::000000000000:role/scones-test-lambda",
-            Code={"ZipFile": _zip(source)},
-            Timeout=30,
-        )
-        lam.get_waiter("function_active_v2").wait(FunctionName=fn["FunctionName"])
-        arns[name] = fn["FunctionArn"]
+    arns = {
+        name: create_function(
+            {"handler.py": source}, "handler.handler", Runtime="python3.13", Timeout=30
+        )["FunctionArn"]
+        for name, source in (("flaky", FLAKY), ("square", SQUARE))
+    }
     return {"bucket": bucket, **arns}
 
 
