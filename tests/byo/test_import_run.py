@@ -186,18 +186,14 @@ def test_filter_raising_a_string_fails_with_type_error(course, doubtful):
     assert _detail(execution, "TaskFailed")["error"] == "TypeError"
 
 
-COMPACT_CAUSE = (
-    "LocalStack 2026.3.0 re-serializes the function's error payload compactly (stepfunctions/asl/"
-    "...lambda_eval_utils.py: json.dumps(payload_json, separators=(',', ':'))); AWS passes "
-    "awslambdaric's text"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=COMPACT_CAUSE)
-def test_lambda_error_cause_is_the_runtimes_own_text(course, doubtful):
+def test_lambda_invoke_error_cause_is_the_payload_as_compact_json(course, doubtful):
+    """lambda:invoke parses the function's error payload and writes it back compactly: AWS's own
+    history (LocalStack's AWS-recorded test_task_service_lambda snapshot) reads
+    {"errorMessage":"...","errorType":...} where the Python runtime wrote ", " and ": "."""
     execution = byo.execute("scones-course", _event(doubtful["name"]))
-    # awslambdaric writes the error with Python's default separators: ", " and ": "
-    assert execution.described["cause"] == json.dumps(_cause(execution), ensure_ascii=False)
+    compact = json.dumps(_cause(execution), separators=(",", ":"))
+    assert execution.described["cause"] == compact
+    assert _detail(execution, "TaskFailed")["cause"] == compact
 
 
 def test_serializer_returning_raw_bytes_is_a_marshal_error(stack, confident):
@@ -275,9 +271,6 @@ def test_jsonpath_into_a_string_body_is_a_states_runtime_error(stack, confident)
     assert cause.endswith(f"could not be found in the input '{state_input}'")
 
 
-@pytest.mark.xfail(strict=True, reason="LocalStack 2026.3.0 omits \"specified for the field\" "
-                   "and adds a TaskFailed event AWS does not record (asl/component/state/"
-                   "state_execution/execute_state.py _from_error)")  # fmt: skip
 def test_jsonpath_failure_matches_aws_exactly(stack, confident):
     _import("scones-jsonpath", VARIANTS / "jsonpath_into_string.json",
             sources=[VARIANTS / "classifier_json_body", LAMBDAS])  # fmt: skip

@@ -1,12 +1,15 @@
-"""Fixtures for the emulator tests: real Python functions created from a zip."""
+"""Fixtures for the emulator tests: real Python functions created from a zip, real executions."""
 
 import io
+import json
+import time
 import uuid
 import zipfile
 
 import pytest
 
 LAMBDA_ROLE = "arn:aws:iam::000000000000:role/scones-test-lambda"
+SFN_ROLE = "arn:aws:iam::000000000000:role/scones-test-sfn"
 
 
 def zip_files(files: dict[str, str]) -> bytes:
@@ -37,3 +40,30 @@ def create_function(aws_client):
         return made
 
     return create
+
+
+@pytest.fixture(scope="session")
+def run_machine(aws_client):
+    """Create a state machine from a definition, run one execution to its end (bounded).
+
+    Returns (DescribeExecution's answer, the execution's history events).
+    """
+    sfn = aws_client("stepfunctions")
+
+    def run(definition: dict, payload: dict, seconds: float = 90) -> tuple[dict, list[dict]]:
+        machine = sfn.create_state_machine(
+            name=f"test-{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn=SFN_ROLE,
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))[
+            "executionArn"
+        ]
+        deadline = time.monotonic() + seconds
+        while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, f"execution still running after {seconds} s"
+            time.sleep(0.2)
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        return execution, events
+
+    return run

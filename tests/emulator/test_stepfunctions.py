@@ -1,14 +1,12 @@
 """Step Functions on the emulator running real Lambda code: Retry, Catch -> SNS, Map."""
 
 import json
-import time
 import uuid
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
-ROLE = "arn:aws:iam::000000000000:role/scones-test-sfn"
 
 # Fails with FlakyError until it has been called `fail_times` times for this `key` (kept in S3,
 # so the count survives a fresh environment), then succeeds.
@@ -54,24 +52,11 @@ def functions(aws_client, create_function):
     return {"bucket": bucket, **arns}
 
 
-def _run(sfn, definition: dict, payload: dict, seconds: float = 90) -> tuple[dict, list[dict]]:
-    machine = sfn.create_state_machine(
-        name=f"test-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=ROLE
-    )["stateMachineArn"]
-    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
-    deadline = time.monotonic() + seconds
-    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, f"execution still running after {seconds} s"
-        time.sleep(0.2)
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    return execution, events
-
-
 def _types(events: list[dict]) -> list[str]:
     return [e["type"] for e in events]
 
 
-def test_retry_retries_a_failing_lambda_until_it_succeeds(aws_client, functions):
+def test_retry_retries_a_failing_lambda_until_it_succeeds(run_machine, aws_client, functions):
     definition = {
         "StartAt": "Flaky",
         "States": {
@@ -93,7 +78,7 @@ def test_retry_retries_a_failing_lambda_until_it_succeeds(aws_client, functions)
         },
     }
     payload = {"bucket": functions["bucket"], "key": uuid.uuid4().hex, "fail_times": 2}
-    execution, events = _run(aws_client("stepfunctions"), definition, payload)
+    execution, events = run_machine(definition, payload)
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"]) == {"calls": 3}
     types = _types(events)
@@ -103,7 +88,7 @@ def test_retry_retries_a_failing_lambda_until_it_succeeds(aws_client, functions)
     assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded"
 
 
-def test_catch_routes_the_error_to_an_sns_publish_task(aws_client, functions):
+def test_catch_routes_the_error_to_an_sns_publish_task(run_machine, aws_client, functions):
     sns, sqs = aws_client("sns"), aws_client("sqs")
     topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
     queue = sqs.create_queue(QueueName=f"alerts-{uuid.uuid4().hex[:8]}")["QueueUrl"]
@@ -136,7 +121,7 @@ def test_catch_routes_the_error_to_an_sns_publish_task(aws_client, functions):
             "Failed": {"Type": "Fail", "Error": "SquareFailed", "Cause": "see the notification"},
         },
     }
-    execution, events = _run(aws_client("stepfunctions"), definition, {"n": -3})
+    execution, events = run_machine(definition, {"n": -3})
     assert execution["status"] == "FAILED"
     assert execution["error"] == "SquareFailed"
     assert "TaskSucceeded" in _types(events)  # the sns:publish task ran
@@ -151,7 +136,7 @@ def test_catch_routes_the_error_to_an_sns_publish_task(aws_client, functions):
     assert json.loads(message["Cause"])["errorMessage"] == "negative"
 
 
-def test_map_with_max_concurrency_runs_every_item(aws_client, functions):
+def test_map_with_max_concurrency_runs_every_item(run_machine, aws_client, functions):
     definition = {
         "StartAt": "Each",
         "States": {
@@ -177,7 +162,7 @@ def test_map_with_max_concurrency_runs_every_item(aws_client, functions):
         },
     }
     items = [{"n": n} for n in range(6)]
-    execution, events = _run(aws_client("stepfunctions"), definition, {"items": items})
+    execution, events = run_machine(definition, {"items": items})
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"]) == [{"n": n, "square": n * n} for n in range(6)]
     types = _types(events)

@@ -2,7 +2,8 @@
 
 - ``SconesExecutorPlugin``: the ``scones`` Lambda runtime executor (LAMBDA_RUNTIME_EXECUTOR=scones).
 - ``scones_patch_stepfunctions``: an on_infra_start hook that gives Step Functions JSONata without
-  Java and applies the Step Functions speedups (speedups.py).
+  Java, makes its execution histories match AWS's where LocalStack differs (fidelity.py) and
+  applies the Step Functions speedups (speedups.py).
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ class SconesExecutorPlugin(RuntimeExecutorPlugin):
 
 @hooks.on_infra_start()
 def scones_patch_stepfunctions() -> None:
-    """Swap the JVM JSONata bridge for jsonata-python; apply the Step Functions speedups.
+    """Swap the JVM JSONata bridge for jsonata-python; apply fidelity fixes and speedups.
 
+    Fidelity (fidelity.py, always applied: it changes what executions record, to AWS's): a direct
+    Lambda ARN task's error cause is the runtime's own text; a payload-template JSONPath that finds
+    nothing fails the execution with States.Runtime, no TaskFailed, Retry or Catch.
     Speedups: cached jsonpath_ng parses, parsed programs and task boto clients (speedups.py).
-    SCONES_EMULATOR_SPEEDUPS=0 leaves LocalStack untouched (for measuring or if in doubt).
+    SCONES_EMULATOR_SPEEDUPS=0 turns the speedups off (for measuring or if in doubt).
     """
-    from scones_emulator import jsonata
+    from scones_emulator import fidelity, jsonata
 
     jsonata.install()
+    fidelity.install()
     if os.environ.get("SCONES_EMULATOR_SPEEDUPS", "1") != "0":
         from scones_emulator import speedups
 
