@@ -1,7 +1,9 @@
-"""The emulator's Step Functions caches (parsed program, task clients) keep executions apart.
+"""The emulator's speedups change nothing a user can observe.
 
 One state machine, many concurrent executions with different inputs and outcomes: each must get
-its own output, its own failure and its own history, as without the caches. Correctness only.
+its own output, its own failure and its own history, as without the caches. A rule listening for
+Step Functions status changes still gets them; Lambda logs sent in batches are all there, in
+order. Correctness only.
 """
 
 import json
@@ -199,3 +201,72 @@ def test_pass_result_is_not_shared_between_executions(aws_client):
             }
     finally:
         sfn.delete_state_machine(stateMachineArn=arn)
+
+
+def test_a_rule_for_status_changes_still_receives_them(aws_client, run_machine):
+    """Status-change events are skipped only when no rule could match; here one does."""
+    events, sqs = aws_client("events"), aws_client("sqs")
+    name = f"speedups-status-{uuid.uuid4().hex[:8]}"
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = {"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    try:
+        execution, _ = run_machine(
+            {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}, {"n": 1}
+        )
+        seen: dict[str, str] = {}
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 and time.monotonic() < deadline:
+            for message in sqs.receive_message(
+                QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                detail = json.loads(message["Body"])["detail"]
+                if detail["executionArn"] == execution["executionArn"]:
+                    seen[detail["status"]] = detail["name"]
+        assert set(seen) == {"RUNNING", "SUCCEEDED"}, seen
+    finally:
+        events.remove_targets(Rule=name, Ids=["queue"])
+        events.delete_rule(Name=name)
+        sqs.delete_queue(QueueUrl=queue)
+
+
+PRINTER = """
+def handler(event, context):
+    for i in range(3):
+        print(f"tag={event['tag']} line={i}")
+    return event["tag"]
+"""
+
+
+def test_batched_lambda_logs_keep_every_line_in_order(aws_client, create_function):
+    """Twenty concurrent invocations: every line reaches CloudWatch, each invocation in order."""
+    lam, logs = aws_client("lambda"), aws_client("logs")
+    name = create_function({"handler.py": PRINTER}, "handler.handler", Runtime="python3.13")[
+        "FunctionName"
+    ]
+    tags = [uuid.uuid4().hex[:8] for _ in range(20)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(lambda t: lam.invoke(FunctionName=name, Payload=json.dumps({"tag": t})), tags)
+        )
+    assert all(a["StatusCode"] == 200 and "FunctionError" not in a for a in answers)
+
+    group, messages = f"/aws/lambda/{name}", []
+    deadline = time.monotonic() + 30  # LocalStack ships logs from a background thread
+    while time.monotonic() < deadline:
+        try:
+            pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group)
+            messages = [e["message"] for page in pages for e in page["events"]]
+        except logs.exceptions.ResourceNotFoundException:
+            messages = []
+        if sum(m.startswith("REPORT RequestId:") for m in messages) >= len(tags):
+            break
+        time.sleep(0.5)
+    assert sum(m.startswith("REPORT RequestId:") for m in messages) == len(tags)
+    for tag in tags:
+        lines = [m.strip() for m in messages if f"tag={tag}" in m]
+        assert lines == [f"tag={tag} line={i}" for i in range(3)], lines
