@@ -487,3 +487,4 @@ def test_bench_workflow_smoke_accounts_for_every_event(deployed):
     assert {"p50_ms", "p95_ms", "executions_per_s", "events", "unaccounted"} <= set(result)
     assert result["unaccounted"] == 0 and result["duplicates"] == 0
     assert result["terminal"] == result["events"]
+    assert result["warmup_events"] > 0 and result["warmup_unaccounted"] == 0
