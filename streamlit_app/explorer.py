@@ -279,8 +279,9 @@ def stack_health(c) -> list[dict]:
                     "part": "data capture",
                     "ok": capture is not None,
                     "detail": (
-                        f"{capture['records_uploaded']} of {capture['records']} records in "
-                        f"{capture['destination']}"
+                        # uploaded may exceed this run's records (spooled ones recovered)
+                        f"{capture['records_uploaded']} records in {capture['destination']}, "
+                        f"{capture['records_pending']} not there yet"
                     )
                     if capture
                     else "off (start the model server with SCONES_CAPTURE_ENABLED=1)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -115,6 +116,9 @@ def test_health_lists_the_stack_and_the_workflow(small_run):
     rows = {r["part"]: r for r in ex.stack_health(clients())}
     for part in ("emulator", "model", "image workflow", "review queue", "threshold"):
         assert rows[part]["ok"], rows[part]
+    capture = rows["data capture"]  # the stack's model server captures
+    assert capture["ok"], capture
+    assert re.fullmatch(r"\d+ records in s3://\S+, \d+ not there yet", capture["detail"]), capture
 
 
 # ------------------------------ The page in Chromium ------------------------------
