@@ -2,13 +2,17 @@
 
 import base64
 import json
+import os
 import re
 import shutil
+import subprocess
 import threading
 import time
 import uuid
 
 import pytest
+
+from scones import config
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +271,51 @@ def test_declared_runtime_picks_the_matching_python(aws_client, make_function, v
     name = make_function({"app.py": KINDS}, Runtime=f"python{version}")
     _, body = _invoke(aws_client("lambda"), name, {"kind": "state"})
     assert body["version"] == version
+
+
+# The course's serializer downloads to /tmp/image.png: each environment needs its own /tmp.
+TMP_OWNER = """
+import os
+import time
+
+
+def handler(event, context):
+    found = os.path.exists("/tmp/owner")  # left by an earlier invocation of this environment
+    with open("/tmp/owner", "w") as f:
+        f.write(context.aws_request_id)
+    time.sleep(event["hold_s"])  # every concurrent environment writes before anyone reads
+    with open("/tmp/owner") as f:
+        return {"mine": context.aws_request_id, "read": f.read(), "found_earlier": found}
+"""
+
+
+def _mount_namespaces_work() -> bool:
+    """What the executor checks before giving an environment its own /tmp."""
+    user = [] if os.geteuid() == 0 else ["--map-current-user"]
+    argv = ["unshare", "--mount", "--propagation", "private", *user, "true"]
+    return shutil.which("unshare") is not None and subprocess.run(argv).returncode == 0
+
+
+@pytest.mark.skipif(
+    not _mount_namespaces_work() or config.STATE_DIR.resolve().is_relative_to("/tmp"),
+    reason="no mount namespaces here, or the stack's state dir is under /tmp (a private /tmp "
+    "would hide it): Lambda environments then share the host's /tmp",
+)
+def test_each_environment_has_its_own_tmp(aws_client, make_function):
+    lam, name = aws_client("lambda"), make_function({"app.py": TMP_OWNER})
+    bodies: list[dict] = []
+
+    def call() -> None:
+        bodies.append(_invoke(lam, name, {"hold_s": 1.0})[1])
+
+    threads = [threading.Thread(target=call) for _ in range(4)]  # 4 environments at once
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(bodies) == 4
+    # with one shared /tmp, all four would read the last writer's request id
+    assert all(body["read"] == body["mine"] for body in bodies), bodies
+    assert not any(body["found_earlier"] for body in bodies)
+    # a warm environment keeps its /tmp between invocations, as on AWS
+    assert _invoke(lam, name, {"hold_s": 0})[1]["found_earlier"]

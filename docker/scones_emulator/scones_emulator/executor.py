@@ -67,6 +67,7 @@ class SconesRuntimeExecutor(RuntimeExecutor):
         self._runtime: PythonRuntime | None = None
         self._env: dict[str, str] = {}
         self._home: Path | None = None
+        self._tmp: Path | None = None
         self._process: RuntimeProcess | None = None
         self._history: list[str] = []  # output of processes this environment already replaced
         self._lock = threading.Lock()
@@ -85,6 +86,8 @@ class SconesRuntimeExecutor(RuntimeExecutor):
         state = os.environ.get("SCONES_EMULATOR_STATE") or tempfile.gettempdir()
         self._home = Path(state) / "lambda-home" / self.id
         self._home.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(state) / "lambda-tmp" / self.id  # its /tmp, kept across re-spawns
+        self._tmp.mkdir(parents=True, exist_ok=True)
         self._env = self._process_env(env_vars)
         try:
             self._spawn()
@@ -98,8 +101,9 @@ class SconesRuntimeExecutor(RuntimeExecutor):
         self._stopped.set()
         if self._process is not None:
             self._retire(self._process)
-        if self._home is not None:
-            shutil.rmtree(self._home, ignore_errors=True)
+        for private in (self._home, self._tmp):
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
 
     def _spawn(self, request_id: str | None = None) -> RuntimeProcess:
         if self._stopped.is_set():
@@ -111,7 +115,7 @@ class SconesRuntimeExecutor(RuntimeExecutor):
             "awslambdaric",
             self.function_version.config.handler,
         ]
-        process = RuntimeProcess(argv, self._env, cwd=code_dir, label=self.id)
+        process = RuntimeProcess(argv, self._env, cwd=code_dir, label=self.id, tmp=str(self._tmp))
         self._process = process
         if self._stopped.is_set():  # stop() (LocalStack's startup timer) raced with the spawn
             process.kill()

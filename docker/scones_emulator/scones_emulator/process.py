@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from itertools import count
+from pathlib import Path
 
 from scones_emulator.runtime_api import RuntimeApiServer
 
@@ -27,6 +30,55 @@ SYNC_TIMEOUT_S = 2.0  # waiting for the reader to reach a marker; it is there wi
 KILL_WAIT_S = 5.0
 
 _MARKER_IDS = count()
+
+# Each AWS execution environment has its own /tmp; the course's serializer writes
+# /tmp/image.png, so environments sharing the host's /tmp would read each other's images.
+# A private mount namespace with the environment's directory bound on /tmp gives that on Linux
+# (root, or unprivileged user namespaces); `unshare` execs in place, so the pid stays the
+# runtime's. Elsewhere TMPDIR points at the directory (tempfile users only) and we warn once.
+_BIND_TMP = 'mount --bind "$0" /tmp && exec "$@"'
+_private_tmp_prefix: list[str] | None = None
+_private_tmp_checked = threading.Lock()
+
+
+def private_tmp_prefix() -> list[str] | None:
+    """The argv prefix that runs a command with its own /tmp, or None where that is impossible."""
+    global _private_tmp_prefix
+    with _private_tmp_checked:
+        if _private_tmp_prefix is None:
+            _private_tmp_prefix = _probe_private_tmp() or []
+            if not _private_tmp_prefix:
+                LOG.warning(
+                    "no mount namespaces here: Lambda environments share the host's /tmp "
+                    "(TMPDIR is private; code writing literal /tmp paths is not)"
+                )
+        return _private_tmp_prefix or None
+
+
+def _under_tmp(path: str) -> bool:
+    # both spellings: a venv's bin/python under /tmp resolves to an interpreter elsewhere
+    spellings = (os.path.abspath(path), os.path.realpath(path))
+    return any(Path(p).is_relative_to("/tmp") for p in spellings)
+
+
+def _probe_private_tmp() -> list[str] | None:
+    unshare = shutil.which("unshare")
+    if unshare is None or shutil.which("mount") is None:
+        return None
+    user = [] if os.geteuid() == 0 else ["--map-current-user"]
+    prefix = [unshare, "--mount", "--propagation", "private", *user, "sh", "-c", _BIND_TMP]
+    probe = tempfile.mkdtemp(prefix="scones-tmp-probe-")
+    try:
+        marker = Path(probe) / "marker"
+        marker.touch()
+        done = subprocess.run(
+            [*prefix, probe, "test", "-e", "/tmp/marker"], capture_output=True, timeout=10
+        )
+        return prefix if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 # Go's names for signals, as AWS's runtime manager prints them ("signal: killed")
@@ -56,10 +108,21 @@ def exit_error(returncode: int | None, request_id: str | None = None) -> bytes:
 class RuntimeProcess:
     """A spawned awslambdaric process, its private Runtime API server and its captured output."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, label: str) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: str, label: str, tmp: str | None = None
+    ) -> None:
+        """``tmp``: the environment's own directory, seen by the runtime as /tmp."""
         self.label = label
         self.api = RuntimeApiServer()
         env = {**env, "AWS_LAMBDA_RUNTIME_API": self.api.address}
+        if tmp is not None:
+            prefix = private_tmp_prefix()
+            # what the runtime must still see once /tmp is replaced (a state dir under /tmp)
+            needed = [argv[0], cwd, env.get("HOME"), env.get("LAMBDA_TASK_ROOT")]
+            if prefix and not any(_under_tmp(path) for path in needed if path):
+                argv = [*prefix, tmp, *argv]
+            else:
+                env["TMPDIR"] = tmp
         read_fd, self._write_fd = os.pipe()
         self._output = bytearray()  # not yet handed out by take_output()
         self._history = bytearray()
