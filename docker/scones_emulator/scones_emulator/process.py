@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,7 @@ _MARKER_IDS = count()
 # A private mount namespace with the environment's directory bound on /tmp gives that on Linux
 # (root, or unprivileged user namespaces); `unshare` execs in place, so the pid stays the
 # runtime's. Elsewhere TMPDIR points at the directory (tempfile users only) and we warn once.
-_BIND_TMP = 'mount --bind "$0" /tmp && exec "$@"'
+_BIND_TMP = '{mount} --bind "$0" /tmp && exec "$@"'  # $0: the directory, $@: the runtime
 _private_tmp_prefix: list[str] | None = None
 _private_tmp_checked = threading.Lock()
 
@@ -62,17 +63,19 @@ def _under_tmp(path: str) -> bool:
 
 
 def _probe_private_tmp() -> list[str] | None:
-    unshare = shutil.which("unshare")
-    if unshare is None or shutil.which("mount") is None:
+    # absolute paths: a function's own PATH variable must not break its start
+    unshare, sh, mount = (shutil.which(name) for name in ("unshare", "sh", "mount"))
+    if not (unshare and sh and mount):
         return None
     user = [] if os.geteuid() == 0 else ["--map-current-user"]
-    prefix = [unshare, "--mount", "--propagation", "private", *user, "sh", "-c", _BIND_TMP]
+    script = _BIND_TMP.format(mount=shlex.quote(mount))
+    prefix = [unshare, "--mount", "--propagation", "private", *user, sh, "-c", script]
     probe = tempfile.mkdtemp(prefix="scones-tmp-probe-")
     try:
         marker = Path(probe) / "marker"
         marker.touch()
         done = subprocess.run(
-            [*prefix, probe, "test", "-e", "/tmp/marker"], capture_output=True, timeout=10
+            [*prefix, probe, sh, "-c", "test -e /tmp/marker"], capture_output=True, timeout=10
         )
         return prefix if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
@@ -122,6 +125,7 @@ class RuntimeProcess:
             if prefix and not any(_under_tmp(path) for path in needed if path):
                 argv = [*prefix, tmp, *argv]
             else:
+                LOG.debug("Lambda runtime %s: private TMPDIR only, /tmp is the host's", label)
                 env["TMPDIR"] = tmp
         read_fd, self._write_fd = os.pipe()
         self._output = bytearray()  # not yet handed out by take_output()

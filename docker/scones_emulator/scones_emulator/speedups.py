@@ -314,6 +314,7 @@ def install_status_event_filter() -> bool:
 
 # ------------------------------ 5. Lambda log forwarding ------------------------------
 LOG_BATCH_EVENTS = 5000  # per PutLogEvents call; AWS's limit is 10,000 events / 1 MB
+LOG_DRAIN_ITEMS = 500  # queued invocations taken at once
 
 
 def install_log_batching() -> bool:
@@ -379,7 +380,7 @@ def install_log_batching() -> bool:
         stopping = False
         while not stopping and not self._shutdown_event.is_set():
             items = [self.log_queue.get()]
-            while not self.log_queue.empty() and len(items) < LOG_BATCH_EVENTS:
+            while not self.log_queue.empty() and len(items) < LOG_DRAIN_ITEMS:
                 items.append(self.log_queue.get_nowait())
             batches: dict[tuple[str, str], list[dict]] = {}
             for item in items:
