@@ -486,7 +486,10 @@ def bench_stack(invokes: int = 20) -> dict[str, float]:
     import boto3
 
     emulator = next(c for c in components() if c.name == "emulator")
-    with tempfile.TemporaryDirectory(prefix="scones-bench-") as state:
+    # beside the real state, not in /tmp: Lambda environments then get their private /tmp as
+    # in a user's stack (a state dir under /tmp would be hidden by it)
+    config.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=config.STATE_DIR) as state:
         saved = config.STATE_DIR, config.EMULATOR_PORT
         config.STATE_DIR = Path(state)
         config.EMULATOR_PORT = _free_port()

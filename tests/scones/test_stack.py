@@ -97,3 +97,19 @@ def test_up_without_a_model_says_how_to_get_one(user_env, tmp_path):
     assert result.returncode == 1
     assert "no model at" in result.stderr and "scones train" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_stack_smoke_prints_its_figures_and_leaves_nothing(user_env, emulator):
+    result = _scones(user_env, "bench", "stack", "--smoke", "--json", timeout=400)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    print(figures)
+    assert set(figures) == {
+        "emulator_cold_start_s", "emulator_warm_start_s", "emulator_rss_mib",
+        "lambda_cold_invoke_ms", "lambda_warm_invoke_p50_ms", "lambda_warm_invoke_max_ms",
+    }  # fmt: skip
+    assert all(value > 0 for value in figures.values()), figures
+    state = Path(user_env["SCONES_STATE_DIR"])
+    assert _processes_mentioning(str(state)) == []
+    assert not list(state.glob("bench-*")), "the bench's own state dir was left behind"
