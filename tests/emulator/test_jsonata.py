@@ -1,10 +1,8 @@
 """Step Functions with QueryLanguage JSONata run on the emulator without Java (jsonata-python)."""
 
-import io
 import json
 import time
 import uuid
-import zipfile
 
 import pytest
 
@@ -68,24 +66,17 @@ def _definition(function_arn: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def state_machine(aws_client) -> str:
-    lam, sfn = aws_client("lambda"), aws_client("stepfunctions")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", SCORE)
+def state_machine(aws_client, create_function) -> str:
     name = f"jsonata-{uuid.uuid4().hex[:8]}"
-    function_arn = lam.create_function(
+    function_arn = create_function(
+        {"app.py": SCORE},
+        "app.handler",
         FunctionName=name,
-        Runtime="python3.12",
         Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": buffer.getvalue()},
+        Runtime="python3.12",
         Timeout=10,
     )["FunctionArn"]
-    lam.get_waiter("function_active_v2").wait(
-        FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-    return sfn.create_state_machine(
+    return aws_client("stepfunctions").create_state_machine(
         name=name, definition=json.dumps(_definition(function_arn)), roleArn=ROLE
     )["stateMachineArn"]
 

@@ -2,15 +2,14 @@
 
 import base64
 import json
-import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import uuid
 
 import pytest
+from scones_emulator.process import private_tmp_prefix
 
 from scones import config
 
@@ -289,15 +288,8 @@ def handler(event, context):
 """
 
 
-def _mount_namespaces_work() -> bool:
-    """What the executor checks before giving an environment its own /tmp."""
-    user = [] if os.geteuid() == 0 else ["--map-current-user"]
-    argv = ["unshare", "--mount", "--propagation", "private", *user, "true"]
-    return shutil.which("unshare") is not None and subprocess.run(argv).returncode == 0
-
-
 @pytest.mark.skipif(
-    not _mount_namespaces_work() or config.STATE_DIR.resolve().is_relative_to("/tmp"),
+    private_tmp_prefix() is None or config.STATE_DIR.resolve().is_relative_to("/tmp"),
     reason="no mount namespaces here, or the stack's state dir is under /tmp (a private /tmp "
     "would hide it): Lambda environments then share the host's /tmp",
 )

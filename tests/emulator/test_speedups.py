@@ -10,9 +10,9 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
+from scones_emulator import speedups
 
 pytestmark = pytest.mark.integration
 
@@ -273,18 +273,6 @@ def test_batched_lambda_logs_keep_every_line_in_order(aws_client, create_functio
         assert lines == [f"tag={tag} line={i}" for i in range(3)], lines
 
 
-def _speedups_module():
-    """The plugin's speedups module (stdlib imports only at module level), from its source."""
-    import importlib.util
-
-    package = Path(__file__).resolve().parents[2] / "docker/scones_emulator/scones_emulator"
-    path = package / "speedups.py"
-    spec = importlib.util.spec_from_file_location("scones_emulator_speedups", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(
     ("pattern", "may_match"),
     [
@@ -298,4 +286,4 @@ def _speedups_module():
     ],
 )
 def test_status_events_are_skipped_only_when_no_rule_can_match(pattern, may_match):
-    assert _speedups_module()._pattern_may_match_states(pattern) is may_match
+    assert speedups._pattern_may_match_states(pattern) is may_match

@@ -39,13 +39,13 @@ _MARKER_IDS = count()
 # runtime's. Elsewhere TMPDIR points at the directory (tempfile users only) and we warn once.
 _BIND_TMP = '{mount} --bind "$0" /tmp && exec "$@"'  # $0: the directory, $@: the runtime
 _private_tmp_prefix: list[str] | None = None
-_private_tmp_checked = threading.Lock()
+_private_tmp_lock = threading.Lock()
 
 
 def private_tmp_prefix() -> list[str] | None:
     """The argv prefix that runs a command with its own /tmp, or None where that is impossible."""
     global _private_tmp_prefix
-    with _private_tmp_checked:
+    with _private_tmp_lock:
         if _private_tmp_prefix is None:
             _private_tmp_prefix = _probe_private_tmp() or []
             if not _private_tmp_prefix:
