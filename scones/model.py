@@ -54,7 +54,7 @@ def train(
     weight_decay: float = typer.Option(None, help="L2 weight decay."),
     augmentation_type: str = typer.Option(None, help="crop | crop_color | crop_color_transform."),
     num_layers: int = typer.Option(None, help="ResNet depth 20/32/44/56/110 (arch resnet)."),
-    image_shape: str = typer.Option(None, help="Backbone resolution 'C,H,W', e.g. 3,96,96."),
+    image_shape: str = typer.Option(None, help="Backbone resolution 'C,H,W' (default 3,160,160)."),
     use_pretrained_model: int = typer.Option(None, help="1: EfficientNet-Lite0, 0: ResNet."),
     seed: int = typer.Option(None, help="Random seed (also picks the validation split)."),
     hp: list[str] = typer.Option(None, help="Any other hyperparameter as key=value (repeatable)."),
@@ -218,6 +218,11 @@ def run_benchmark(smoke: bool, model_dir: Path | None = None, data: Path | None 
         result["training_seconds"] = meta["training_seconds"]
         result["trained_wall_seconds"] = round(time.perf_counter() - t0, 1)
         result["hyperparameters"] = meta["hyperparameters"]
+        if not smoke:  # the committed default must be what the default recipe trains
+            default = Path(config.MODEL_DIR) / "model.onnx"
+            result["reproduces_default_model"] = default.is_file() and (
+                default.read_bytes() == (out / "model.onnx").read_bytes()
+            )
         # The figures below are for the model just trained in full mode, and for the committed
         # default model in smoke mode (a one-epoch model says nothing).
         target = out if not smoke else Path(model_dir or config.MODEL_DIR)
@@ -282,6 +287,9 @@ def bench_model(
         table.add_row(name, fmt.format(value), target)
     OUT.print(table)
     OUT.print(f"evaluated: {result['evaluated_model']}; OOD set: {result['ood_kind']}")
+    if "reproduces_default_model" in result:
+        same = result["reproduces_default_model"]
+        OUT.print(f"model.onnx {'identical to' if same else 'DIFFERS from'} the default model's")
 
 
 def register(app: typer.Typer) -> None:
