@@ -66,6 +66,31 @@ def test_pretrained_step_keeps_trunk_frozen_and_imagenet_head():
     assert all(torch.equal(a, b) for a, b in zip(frozen, model.frozen.parameters(), strict=True))
 
 
+def test_regularisers_act_only_in_training_and_the_export_matches(tmp_path):
+    """Stochastic depth is random in train mode only; a channels-last model exports plain ONNX."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    hyp = train.resolve_hyp({"image_shape": "3,64,64"})
+    assert hyp["drop_connect"] > 0 and hyp["dropout"] > 0  # the default recipe uses both
+    model = train.build_model(hyp, num_classes=2).to(memory_format=torch.channels_last)
+    x = torch.rand(6, 3, 32, 32)
+    h = train.plain_trunk(model, train.Normalize(train.LITE_MEAN, train.LITE_STD), x, hyp)
+    with torch.no_grad():
+        model.train()
+        assert not torch.equal(model.features(h), model.features(h))
+        model.eval()
+        assert torch.equal(model.features(h), model.features(h))
+    model = model.to(memory_format=torch.contiguous_format)
+    served = train.ServedModel(model, 64, 1.0, train.OodCalibration([])).eval()
+    train.export_onnx(served, tmp_path / "model.onnx", 32)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    xn = train.Normalize(train.LITE_MEAN, train.LITE_STD)(x)
+    with torch.no_grad():
+        ref = served(xn)[2].numpy()
+    np.testing.assert_allclose(session.run(["logits"], {"image": xn.numpy()})[0], ref, atol=1e-3)
+
+
 def test_bad_hyperparameters_are_named():
     with pytest.raises(train.TrainingError, match="6n\\+2"):
         train.resolve_hyp({"num_layers": 21}, arch="resnet")
