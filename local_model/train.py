@@ -64,7 +64,8 @@ HYP: dict = {
     "distill_weight": 0.0,
     # augmented views per image whose frozen-trunk output is computed once and reused. At 160
     # px, seeds 0/1/2 (each with its own validation split): 8 views 98 / 97.5 / 98 % (loss
-    # 0.069 / 0.063 / 0.057), 4 views 97 / 96.5 / 98 % (0.084 / 0.107 / 0.078) at 25 s less
+    # 0.069 / 0.063 / 0.057), 4 views 97 / 96.5 / 98 % (0.084 / 0.107 / 0.078). A view costs
+    # about 7 s of trunk time.
     "cached_views": 8,
     # stochastic depth of the fine-tuned blocks (EfficientNet's own drop_connect, scaled by block
     # depth) and dropout before the new head. At 160 px, seeds 0/1/2 without them: 96.5 / 95 /
@@ -359,7 +360,11 @@ class LiteNet(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int, freeze_blocks: int, pretrained: bool = True, drop_connect=0.0
+        self,
+        num_classes: int,
+        freeze_blocks: int,
+        pretrained: bool = True,
+        drop_connect: float = 0.0,
     ):
         super().__init__()
         self.drop_connect = drop_connect
