@@ -448,6 +448,11 @@ def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def trunk_input(norm: nn.Module, x: torch.Tensor, hyp: dict) -> torch.Tensor:
+    """A 0..1 thumbnail batch as the trunk takes it in training: normalised, upsampled, NHWC."""
+    return channels_last(upsample(norm(x), working_size(hyp)))
+
+
 # ------------------------------ Train loop ------------------------------
 def make_optimizer(params: list, hyp: dict) -> torch.optim.Optimizer:
     lr, wd, mom = hyp["learning_rate"], hyp["weight_decay"], hyp["momentum"]
@@ -514,7 +519,7 @@ def trunk_views(
     hs, ts = [], []
     for i in range(0, len(xs), bs):
         x = augment(xs[i : i + bs], hyp["augmentation_type"], gen)
-        h = model.trunk(channels_last(upsample(norm(x), working_size(hyp))))
+        h = model.trunk(trunk_input(norm, x, hyp))
         hs.append(h)
         if teacher is not None:
             ts.append(F.softmax(teacher.imagenet_fc(teacher.features(h)), 1))
@@ -527,10 +532,9 @@ def plain_trunk(
 ) -> torch.Tensor:
     """Un-augmented trunk outputs. The trunk is frozen, so validation computes them only once."""
     model.eval()
-    size, out = working_size(hyp), []
-    for i in range(0, len(x), bs):
-        out.append(model.trunk(channels_last(upsample(norm(x[i : i + bs]), size))))
-    return torch.cat(out)
+    return torch.cat(
+        [model.trunk(trunk_input(norm, x[i : i + bs], hyp)) for i in range(0, len(x), bs)]
+    )
 
 
 @torch.no_grad()
@@ -566,8 +570,11 @@ def fit_model(
     train: Split,
     val: Split,
     progress: Callable[[dict], None] | None = None,
-) -> tuple[nn.Module, list[dict]]:
-    """Train; keep the epoch with the best validation accuracy (ties: lower loss)."""
+) -> tuple[nn.Module, list[dict], torch.Tensor | None]:
+    """Train; keep the epoch with the best validation accuracy (ties: lower loss).
+
+    Returns the model, the per-epoch history and the validation images' plain_trunk outputs.
+    """
     seed_everything(hyp["seed"])
     gen = torch.Generator().manual_seed(hyp["seed"])
     model = build_model(hyp, len(train.classes)).to(memory_format=torch.channels_last)
@@ -637,7 +644,7 @@ def fit_model(
         if progress:
             progress(row)
     ema.load_state_dict(best_state)
-    return ema.eval(), history
+    return ema.eval(), history, val_trunk
 
 
 # ------------------------------ Eval ------------------------------
@@ -853,11 +860,11 @@ def run(
         train, val = full, source.load("validation", hyp["input_size"])
     else:
         train, val = carve_validation(full, hyp["val_fraction"], hyp["seed"])
-    model, history = fit_model(hyp, train, val, progress)
+    model, history, val_trunk = fit_model(hyp, train, val, progress)
     spec = input_spec(hyp)
     norm = Normalize(spec["mean"], spec["std"])
     train_out = infer(model, norm, to_tensor(train.images), hyp)
-    val_out = infer(model, norm, to_tensor(val.images), hyp)
+    val_out = infer(model, norm, to_tensor(val.images), hyp, trunk=val_trunk)
     yv = torch.from_numpy(val.labels)
     temperature = fit_temperature(val_out["logits"], yv)
     cal = calibrate_ood(train_out, torch.from_numpy(train.labels), val_out)
