@@ -130,6 +130,8 @@ def resolve_hyp(overrides: dict | None = None, arch: str | None = None) -> dict:
         raise TrainingError("augmentation_type must be crop, crop_color or crop_color_transform")
     if hyp["optimizer"] not in ("sgd", "nag", "adam", "adamw", "rmsprop"):
         raise TrainingError("optimizer must be one of sgd, nag, adam, adamw, rmsprop")
+    if not 0 < hyp["val_fraction"] < 1:  # the held-out images also fit the temperature and ramps
+        raise TrainingError(f"val_fraction must be between 0 and 1, got {hyp['val_fraction']}")
     if not hyp["use_pretrained_model"] and (hyp["num_layers"] - 2) % 6:
         raise TrainingError(f"num_layers={hyp['num_layers']}: a CIFAR ResNet has 6n+2 layers")
     try:

@@ -94,6 +94,9 @@ def test_regularisers_act_only_in_training_and_the_export_matches(tmp_path):
 def test_bad_hyperparameters_are_named():
     with pytest.raises(train.TrainingError, match="6n\\+2"):
         train.resolve_hyp({"num_layers": 21}, arch="resnet")
+    for fraction in (0, 1):  # no validation images: nothing to pick the epoch or calibrate with
+        with pytest.raises(train.TrainingError, match="val_fraction"):
+            train.resolve_hyp({"val_fraction": fraction})
     with pytest.raises(train.TrainingError, match="augmentation_type"):
         train.resolve_hyp({"augmentation_type": "rotate"})
     with pytest.raises(train.TrainingError, match="unknown hyperparameter"):
