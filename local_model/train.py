@@ -249,11 +249,24 @@ def carve_validation(data: Split, fraction: float, seed: int) -> tuple[Split, Sp
         val_idx.extend(idx[: int(round(len(idx) * fraction))].tolist())
     mask = np.zeros(len(data.labels), dtype=bool)
     mask[val_idx] = True
+    return subset(data, ~mask), subset(data, mask)
 
-    def pick(m: np.ndarray) -> Split:
-        return Split(data.images[m], data.labels[m], data.classes, list(np.array(data.files)[m]))
 
-    return pick(~mask), pick(mask)
+def subset(data: Split, mask: np.ndarray) -> Split:
+    files = list(np.array(data.files)[mask])
+    return Split(data.images[mask], data.labels[mask], data.classes, files)
+
+
+def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Stratified, seeded fold number (0..folds-1) of every image."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(len(labels), dtype=int)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        for k, part in enumerate(np.array_split(idx, folds)):
+            fold_of[part] = k
+    return fold_of
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -572,10 +585,12 @@ def fit_model(
     train: Split,
     val: Split,
     progress: Callable[[dict], None] | None = None,
+    val_logits: list | None = None,
 ) -> tuple[nn.Module, list[dict], torch.Tensor | None]:
     """Train; keep the epoch with the best validation accuracy (ties: lower loss).
 
     Returns the model, the per-epoch history and the validation images' plain_trunk outputs.
+    ``val_logits``: each epoch's validation logits are appended to it (cross_validate pools them).
     """
     seed_everything(hyp["seed"])
     gen = torch.Generator().manual_seed(hyp["seed"])
@@ -633,6 +648,8 @@ def fit_model(
         }
         if len(yv):
             logits = infer(ema, norm, xv, hyp, trunk=val_trunk)["logits"]
+            if val_logits is not None:
+                val_logits.append(logits)
             row["val_loss"] = F.cross_entropy(logits, yv).item()
             row["val_accuracy"] = (logits.argmax(1) == yv).float().mean().item()
             key = (row["val_accuracy"], -row["val_loss"])
@@ -929,3 +946,58 @@ def run(
     }
     (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+# ------------------------------ Cross-validation ------------------------------
+def cross_validate(
+    data: str | Path,
+    hyp: dict,
+    folds: int = 5,
+    progress: Callable[[dict], None] | None = None,
+    threshold: float = 0.93,
+) -> dict:
+    """K-fold estimate of a recipe on the train split alone; the test split stays unseen.
+
+    Every train image is held out once, so the pooled figures rest on all of them instead of one
+    200-image validation split. ``last_epoch`` is the unbiased estimate; ``selected_epoch`` is
+    what ``run`` would keep (the best of several epochs on few images, so it flatters). Each
+    fold's logits get their own validation temperature, as in ``run``; the unknown-image mixing
+    is left out (on validation it turns about 1.5 % of genuine images away from the threshold).
+    """
+    if folds < 2:
+        raise TrainingError(f"cross-validation needs at least 2 folds, got {folds}")
+    t_start = time.perf_counter()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    full = DataSource(data).load("train", hyp["input_size"])
+    if len(full.classes) < 2:
+        raise TrainingError("need at least two classes to train a classifier")
+    if np.bincount(full.labels).min() < folds:
+        raise TrainingError(f"{folds} folds need at least {folds} train images of every class")
+    fold_of = assign_folds(full.labels, folds, hyp["seed"])
+    per_epoch: list[list[np.ndarray]] = [[] for _ in range(hyp["epochs"])]
+    selected_probs, selected_epochs, labels = [], [], []
+    for k in range(folds):
+        train, val = subset(full, fold_of != k), subset(full, fold_of == k)
+        logits: list[torch.Tensor] = []
+        _, history, _ = fit_model(hyp, train, val, progress, val_logits=logits)
+        yv = torch.from_numpy(val.labels)
+        probs = [F.softmax(lg / fit_temperature(lg, yv), 1).numpy() for lg in logits]
+        for epoch, p in enumerate(probs):
+            per_epoch[epoch].append(p)
+        kept = max(i for i, row in enumerate(history) if row.get("selected"))
+        selected_probs.append(probs[kept])
+        selected_epochs.append(kept + 1)
+        labels.append(val.labels)
+    y = np.concatenate(labels)
+    epochs = [classification_metrics(np.concatenate(p), y, threshold) for p in per_epoch]
+    return {
+        "folds": folds,
+        "n": int(len(y)),
+        "threshold": threshold,
+        "last_epoch": epochs[-1],
+        "selected_epoch": classification_metrics(np.concatenate(selected_probs), y, threshold),
+        "selected_epochs": selected_epochs,
+        "per_epoch": epochs,
+        "hyperparameters": hyp,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }

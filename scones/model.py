@@ -62,12 +62,19 @@ def train(
     export_pytorch: bool = typer.Option(
         False, "--export-pytorch", help="Also write model.pt2 (for `scones bench endpoint`)."
     ),
+    cv: int = typer.Option(
+        0,
+        "--cv",
+        help="K-fold cross-validation on the train split instead of one model: held-out"
+        " figures per epoch in DIR/cv.json, for comparing recipes without the test split.",
+    ),
 ) -> None:
     """Train a classifier on CPU and export model.onnx + model.json (SageMaker-style names).
 
-    With SCONES_TARGET=cloud: a SageMaker training job instead (SCONES_CLOUD_TRAINER).
+    With SCONES_TARGET=cloud: a SageMaker training job instead (SCONES_CLOUD_TRAINER); --cv
+    always runs here.
     """
-    if config.TARGET == "cloud":
+    if config.TARGET == "cloud" and not cv:
         import cloud
 
         result = cloud.train_and_remember()
@@ -93,6 +100,10 @@ def train(
         if not sep:
             raise ModelCommandError(f"--hp {item!r}: expected key=value")
         overrides[key.strip()] = value.strip()
+    if cv:
+        result = run_training(str(data or _default_data()), out, overrides, arch, quiet, cv=cv)
+        print_cross_validation(result)
+        return
     meta = run_training(str(data or _default_data()), out, overrides, arch, quiet, export_pytorch)
     val = meta["metrics"]["validation"]
     OUT.print(
@@ -109,8 +120,12 @@ def run_training(
     arch: str | None = None,
     quiet: bool = True,
     export_pytorch: bool = False,
+    cv: int = 0,
 ) -> dict:
-    """Resolve hyperparameters and train with a rich progress bar; returns model.json."""
+    """Resolve hyperparameters and train with a rich progress bar; returns model.json.
+
+    ``cv`` >= 2: cross-validate instead; writes and returns cv.json.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from local_model import train as trainer
@@ -127,7 +142,7 @@ def run_training(
         console=ERR,
         disable=quiet,
     ) as bar:
-        task = bar.add_task("train", total=hyp["epochs"], stats="loading data...")
+        task = bar.add_task("train", total=hyp["epochs"] * max(cv, 1), stats="loading data...")
 
         def progress(row: dict) -> None:
             stats = f"loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}"
@@ -136,11 +151,39 @@ def run_training(
             bar.update(task, advance=1, stats=stats)
 
         try:
-            return trainer.run(
-                data, Path(out), hyp, progress, config.CONFIDENCE_THRESHOLD, export_pytorch
-            )
+            if not cv:
+                return trainer.run(
+                    data, Path(out), hyp, progress, config.CONFIDENCE_THRESHOLD, export_pytorch
+                )
+            result = trainer.cross_validate(data, hyp, cv, progress, config.CONFIDENCE_THRESHOLD)
         except trainer.TrainingError as err:
             raise ModelCommandError(str(err)) from err
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "cv.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def print_cross_validation(result: dict) -> None:
+    t = result["threshold"]
+    table = Table(title=f"{result['folds']}-fold cross-validation, {result['n']} held-out images")
+    for name in ("epoch", "accuracy", f"coverage >= {t}", "confidently wrong", "ECE"):
+        table.add_column(name, justify="right")
+    rows = [(str(i), m) for i, m in enumerate(result["per_epoch"], 1)]
+    rows.append(("selected", result["selected_epoch"]))
+    for label, m in rows:
+        table.add_row(
+            label,
+            f"{m['accuracy']:.2%}",
+            f"{m['coverage']:.2%}",
+            f"{m['confidently_wrong']:.2%}",
+            f"{m['ece']:.4f}",
+        )
+    OUT.print(table)
+    OUT.print(
+        "the last epoch is the unbiased estimate; 'selected' is the epoch each fold's validation"
+        f" picked ({', '.join(map(str, result['selected_epochs']))}), as scones train does,"
+        " and flatters"
+    )
 
 
 # ------------------------------ scones evaluate ------------------------------

@@ -127,6 +127,37 @@ def test_tiny_run_exports_model_directory(tiny_model, shapes_data):
     assert max(row["val_accuracy"] for row in history) > 0.3
 
 
+def test_cross_validation_holds_out_every_train_image_once(shapes_data, tmp_path):
+    """scones train --cv 2: two ResNets; the pooled held-out figures cover all 300 train images."""
+    cmd = [sys.executable, "-m", "scones", "train", "--data", str(shapes_data), "--out",
+           str(tmp_path), "--arch", "resnet", "--quiet", "--cv", "2"]  # fmt: skip
+    for key, value in TINY.items():
+        cmd += ["--hp", f"{key}={value}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "2-fold cross-validation, 300 held-out images" in done.stdout
+    result = json.loads((tmp_path / "cv.json").read_text())
+    assert result["folds"] == 2 and result["n"] == 300
+    assert len(result["per_epoch"]) == TINY["epochs"]
+    assert result["last_epoch"] == result["per_epoch"][-1]
+    assert len(result["selected_epochs"]) == 2
+    assert all(1 <= e <= TINY["epochs"] for e in result["selected_epochs"])
+    assert result["last_epoch"]["accuracy"] > 0.3  # learnable data: well above chance (10 %)
+    assert not (tmp_path / "model.onnx").exists()  # an estimate, not a model
+
+
+def test_folds_are_stratified_and_too_few_are_named(shapes_data):
+    labels = np.repeat(np.arange(3), [10, 11, 7])
+    fold_of = train.assign_folds(labels, 5, seed=0)
+    for c in range(3):
+        counts = np.bincount(fold_of[labels == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    with pytest.raises(train.TrainingError, match="at least 2 folds"):
+        train.cross_validate(shapes_data, train.resolve_hyp(TINY, arch="resnet"), folds=1)
+    with pytest.raises(train.TrainingError, match="400 folds need"):
+        train.cross_validate(shapes_data, train.resolve_hyp(TINY, arch="resnet"), folds=400)
+
+
 def test_onnx_probabilities_sum_to_one_and_match_pytorch(tmp_path):
     torch.manual_seed(0)
     hyp = train.resolve_hyp({"image_shape": "3,48,48"}, arch="resnet")
