@@ -51,7 +51,7 @@ HYP: dict = {
     # near their own scale: frozen Lite0 features + logistic regression (5-fold CV on train)
     # reach 92.9 / 93.8 / 94.9 % at 96 / 128 / 160 px. Fine-tuned with 4 cached views, seeds
     # 0/1/2: 97 / 97 / 97 % validation at 160 px, 96 / 96 / 95.5 % at 128 px. 160 px costs
-    # about 6.5 ms p50 on one thread (96 px: 2.8 ms).
+    # about 5.2 ms p50 on one thread in onnxruntime (96 px: 2.8 ms).
     "image_shape": "3,160,160",
     "use_pretrained_model": 1,  # 1: EfficientNet-Lite0 from ImageNet weights; 0: ResNet, scratch
     # EfficientNet blocks kept at ImageNet weights (stem + stages 1-4 of 7 at 8). At 96 px, 5:
@@ -856,6 +856,16 @@ def package_versions() -> dict:
     return out
 
 
+def load_train(data: str | Path, hyp: dict) -> tuple[DataSource, Split]:
+    """The train split of a dataset, checked to hold a classification task; 2 torch threads."""
+    torch.set_num_threads(min(2, os.cpu_count() or 1))  # the machine has 2 cores, shared
+    source = DataSource(data)
+    full = source.load("train", hyp["input_size"])
+    if len(full.classes) < 2:
+        raise TrainingError("need at least two classes to train a classifier")
+    return source, full
+
+
 def run(
     data: str | Path,
     out: Path,
@@ -870,12 +880,8 @@ def run(
     benchmark's baseline); off by default, it would double the model directory's size.
     """
     t_start = time.perf_counter()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))  # the machine has 2 cores, shared
     seed_everything(hyp["seed"])
-    source = DataSource(data)
-    full = source.load("train", hyp["input_size"])
-    if len(full.classes) < 2:
-        raise TrainingError("need at least two classes to train a classifier")
+    source, full = load_train(data, hyp)
     if source.read("validation.lst") is not None:  # staged with --validation-fraction
         train, val = full, source.load("validation", hyp["input_size"])
     else:
@@ -968,10 +974,7 @@ def cross_validate(
     if folds < 2:
         raise TrainingError(f"cross-validation needs at least 2 folds, got {folds}")
     t_start = time.perf_counter()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    full = DataSource(data).load("train", hyp["input_size"])
-    if len(full.classes) < 2:
-        raise TrainingError("need at least two classes to train a classifier")
+    _, full = load_train(data, hyp)
     if np.bincount(full.labels).min() < folds:
         raise TrainingError(f"{folds} folds need at least {folds} train images of every class")
     fold_of = assign_folds(full.labels, folds, hyp["seed"])
