@@ -60,7 +60,9 @@ def train(
     hp: list[str] = typer.Option(None, help="Any other hyperparameter as key=value (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     export_pytorch: bool = typer.Option(
-        False, "--export-pytorch", help="Also write model.pt2 (for `scones bench endpoint`)."
+        False,
+        "--export-pytorch",
+        help="Also write model.pt2 (for `scones bench endpoint`); not with --cv.",
     ),
     cv: int = typer.Option(
         0,
@@ -100,6 +102,11 @@ def train(
         if not sep:
             raise ModelCommandError(f"--hp {item!r}: expected key=value")
         overrides[key.strip()] = value.strip()
+    if cv and export_pytorch:  # silently writing no model.pt2 would look like a lost file
+        raise ModelCommandError(
+            "--export-pytorch writes model.pt2 beside a trained model; --cv writes no model"
+            " (it trains one per fold to measure the recipe). Drop one of the two options."
+        )
     if cv:
         result = run_training(str(data or _default_data()), out, overrides, arch, quiet, cv=cv)
         print_cross_validation(result)

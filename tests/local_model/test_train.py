@@ -146,6 +146,15 @@ def test_cross_validation_holds_out_every_train_image_once(shapes_data, tmp_path
     assert not (tmp_path / "model.onnx").exists()  # an estimate, not a model
 
 
+def test_cross_validation_with_export_pytorch_is_a_named_error(shapes_data, tmp_path):
+    cmd = [sys.executable, "-m", "scones", "train", "--data", str(shapes_data), "--out",
+           str(tmp_path), "--quiet", "--cv", "2", "--export-pytorch"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "--export-pytorch" in done.stderr and "--cv" in done.stderr
+    assert not list(tmp_path.iterdir())  # refused before any training
+
+
 def test_folds_are_stratified_and_too_few_are_named(shapes_data):
     labels = np.repeat(np.arange(3), [10, 11, 7])
     fold_of = train.assign_folds(labels, 5, seed=0)
