@@ -24,15 +24,20 @@ def shapes_data(tmp_path_factory) -> Path:
     return ev.write_synthetic_shapes(tmp_path_factory.mktemp("shapes"), num_classes=10)
 
 
+def scones_train(data: Path, out: Path, *args: str, timeout: float = 600):
+    """`scones train --quiet` through the real CLI with TINY's hyperparameters."""
+    cmd = [sys.executable, "-m", "scones", "train", "--data", str(data), "--out", str(out),
+           "--quiet", *args]  # fmt: skip
+    for key, value in TINY.items():
+        cmd += ["--hp", f"{key}={value}"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def tiny_model(shapes_data, tmp_path_factory) -> tuple[Path, dict]:
     """ResNet-20 on 32 px, a few epochs, trained through the real CLI."""
     out = tmp_path_factory.mktemp("model")
-    cmd = [sys.executable, "-m", "scones", "train", "--data", str(shapes_data), "--out", str(out),
-           "--arch", "resnet", "--num-layers", "20", "--quiet"]  # fmt: skip
-    for key, value in TINY.items():
-        cmd += ["--hp", f"{key}={value}"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = scones_train(shapes_data, out, "--arch", "resnet", "--num-layers", "20")
     assert done.returncode == 0, done.stderr
     return out, json.loads((out / "model.json").read_text())
 
@@ -129,11 +134,7 @@ def test_tiny_run_exports_model_directory(tiny_model, shapes_data):
 
 def test_cross_validation_holds_out_every_train_image_once(shapes_data, tmp_path):
     """scones train --cv 2: two ResNets; the pooled held-out figures cover all 300 train images."""
-    cmd = [sys.executable, "-m", "scones", "train", "--data", str(shapes_data), "--out",
-           str(tmp_path), "--arch", "resnet", "--quiet", "--cv", "2"]  # fmt: skip
-    for key, value in TINY.items():
-        cmd += ["--hp", f"{key}={value}"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = scones_train(shapes_data, tmp_path, "--arch", "resnet", "--cv", "2")
     assert done.returncode == 0, done.stderr
     assert "2-fold cross-validation, 300 held-out images" in done.stdout
     result = json.loads((tmp_path / "cv.json").read_text())
@@ -147,9 +148,7 @@ def test_cross_validation_holds_out_every_train_image_once(shapes_data, tmp_path
 
 
 def test_cross_validation_with_export_pytorch_is_a_named_error(shapes_data, tmp_path):
-    cmd = [sys.executable, "-m", "scones", "train", "--data", str(shapes_data), "--out",
-           str(tmp_path), "--quiet", "--cv", "2", "--export-pytorch"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = scones_train(shapes_data, tmp_path, "--cv", "2", "--export-pytorch", timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "--export-pytorch" in done.stderr and "--cv" in done.stderr
     assert not list(tmp_path.iterdir())  # refused before any training
