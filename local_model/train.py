@@ -60,7 +60,8 @@ HYP: dict = {
     "freeze_blocks": 8,
     # LwF weight keeping the ImageNet head alive as an "other vehicle" signal. Off: on 32 px
     # thumbnails the original network calls 10 % of genuine bikes a lawn mower, threshing
-    # machine or go-kart with >= 0.91 probability, so the signal cannot separate buses.
+    # machine or go-kart with >= 0.91 probability, so the signal cannot separate buses. Nor does
+    # it regularise: weight 1.0 gave 94.9 % against 97.3 % in 5-fold CV on train (seed 0).
     "distill_weight": 0.0,
     # augmented views per image whose frozen-trunk output is computed once and reused; as many
     # as epochs, so no epoch sees a view twice. 5-fold cross-validation on train (`scones train
@@ -76,7 +77,9 @@ HYP: dict = {
     "ema": 0.0,  # per-step decay of an evaluated weight average; 0 = off (0.9: 93.5 %)
     "mixup": 0.0,  # Beta(a, a) mixing of trunk outputs; 0 = off (0.4: 90 %)
     "label_smoothing": 0.0,  # 0: smoothing caps confidence near the 0.93 threshold
-    "val_fraction": 0.2,  # share of the train split held out for model selection (fixed seed)
+    # share of the train split held out for model selection (fixed seed). 0.1 in nested CV on
+    # train, seeds 0 / 1: 95.5 / 93.7 % against 95.0 / 95.4 %; 80 images once kept epoch 2
+    "val_fraction": 0.2,
     "input_size": 32,  # px; every image is made to look like a CIFAR thumbnail first
     "seed": 0,  # python, numpy and torch seeds; the validation split too
 }
@@ -668,13 +671,30 @@ def fit_model(
 
 
 # ------------------------------ Eval ------------------------------
+TEMPERATURES = torch.exp(torch.linspace(math.log(0.25), math.log(4.0), 81))  # the search grid
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Temperature minimising validation NLL (Guo et al. 2017), searched on a log grid."""
     if not len(labels):
         return 1.0
-    grid = torch.exp(torch.linspace(math.log(0.25), math.log(4.0), 81))
-    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in grid])
-    return float(grid[int(nll.argmin())])
+    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in TEMPERATURES])
+    return float(TEMPERATURES[int(nll.argmin())])
+
+
+def held_out_probabilities(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Softmax with each image's temperature fitted on the other images (leave-one-out).
+
+    Cross-validation calibrates on the held-out images it also scores. A temperature fitted on
+    the very image it scores can flatter confidently-wrong (by 0 to 0.4 points in our runs on the
+    1,000 train images), so no image takes part in its own.
+    """
+    nll = torch.stack(
+        [F.cross_entropy(logits / t, labels, reduction="none") for t in TEMPERATURES]
+    )  # (temperatures, images)
+    others = nll.sum(1, keepdim=True) - nll  # every image's total without itself
+    t = TEMPERATURES[others.argmin(0)]
+    return F.softmax(logits / t[:, None], 1).numpy()
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
@@ -968,8 +988,9 @@ def cross_validate(
     Every train image is held out once, so the pooled figures rest on all of them instead of one
     200-image validation split. ``last_epoch`` is the unbiased estimate; ``selected_epoch`` is
     what ``run`` would keep (the best of several epochs on few images, so it flatters). Each
-    fold's logits get their own validation temperature, as in ``run``; the unknown-image mixing
-    is left out (on validation it turns about 1.5 % of genuine images away from the threshold).
+    fold's logits get a temperature fitted on that fold's held-out images, as ``run`` fits one on
+    its validation split, leaving out the image being scored; the unknown-image mixing is left out
+    (on validation it turns about 1.5 % of genuine images away from the threshold).
     """
     if folds < 2:
         raise TrainingError(f"cross-validation needs at least 2 folds, got {folds}")
@@ -985,7 +1006,7 @@ def cross_validate(
         logits: list[torch.Tensor] = []
         _, history, _ = fit_model(hyp, train, val, progress, val_logits=logits)
         yv = torch.from_numpy(val.labels)
-        probs = [F.softmax(lg / fit_temperature(lg, yv), 1).numpy() for lg in logits]
+        probs = [held_out_probabilities(lg, yv) for lg in logits]
         for epoch, p in enumerate(probs):
             per_epoch[epoch].append(p)
         kept = max(i for i, row in enumerate(history) if row.get("selected"))

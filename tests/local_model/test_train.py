@@ -147,6 +147,22 @@ def test_cross_validation_holds_out_every_train_image_once(shapes_data, tmp_path
     assert not (tmp_path / "model.onnx").exists()  # an estimate, not a model
 
 
+def test_cross_validation_never_calibrates_an_image_on_itself():
+    """Each held-out image's temperature is the one fitted on the other images of its fold."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (40,), generator=gen)
+    margin = 2.0 + torch.rand(40, generator=gen) * 3  # right, with some confidence
+    margin[0] = -3.0  # ...but image 0 is confidently wrong, which pulls a fitted temperature up
+    logits = torch.stack([torch.zeros(40), margin * (2 * labels - 1)], 1)
+    probs = train.held_out_probabilities(logits, labels)
+    for i in (0, 1, 17):
+        others = torch.arange(40) != i
+        t = train.fit_temperature(logits[others], labels[others])
+        assert np.allclose(probs[i], torch.softmax(logits[i] / t, 0).numpy(), atol=1e-6)
+    in_sample = torch.softmax(logits[0] / train.fit_temperature(logits, labels), 0)
+    assert probs[0].max() > in_sample.max().item() + 0.02  # fitted on itself, it looked less sure
+
+
 def test_cross_validation_with_export_pytorch_is_a_named_error(shapes_data, tmp_path):
     done = scones_train(shapes_data, tmp_path, "--cv", "2", "--export-pytorch", timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
