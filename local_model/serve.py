@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import logging
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -510,6 +513,32 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# An access key id carries its account (AWS's key format: 4-letter prefix, then the account id in
+# base32 from offset 0x8000000000, doubled, its low bit in character 12); LocalStack's LSIA/LKIA
+# keys follow it, and a 12-digit key id *is* the account (how scones addresses accounts).
+CREDENTIAL = re.compile(r"Credential=([A-Z0-9]+)/")
+KEY_ACCOUNT_OFFSET = 0x8000000000
+KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def caller_account(authorization: str | None) -> str | None:
+    """The AWS account a SigV4-signed request comes from (as AWS names it in its errors)."""
+    match = CREDENTIAL.search(authorization or "")
+    if not match:
+        return None
+    key = match.group(1)
+    if re.fullmatch(r"\d{12}", key):
+        return key
+    if len(key) < 20 or key[:4] not in ("AKIA", "ASIA", "LKIA", "LSIA"):
+        return None
+    try:
+        high = int.from_bytes(base64.b32decode(key[4:12]), "big") - KEY_ACCOUNT_OFFSET
+        account = 2 * high + (KEY_ALPHABET.index(key[12]) >= 16)
+    except (binascii.Error, ValueError):
+        return None
+    return f"{account:012d}" if 0 <= account <= 999_999_999_999 else None
+
+
 def _runtime_error(code: str, status: int, body: dict) -> Response:
     """An error as the SageMaker Runtime service sends it (botocore reads x-amzn-ErrorType)."""
     return Response(
@@ -572,13 +601,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if endpoint_name not in settings.endpoint_names:
             server.metrics.errors.labels("EndpointNotFound").inc()
             server.metrics.requests.labels("runtime", "400").inc()
-            message = f"Endpoint {endpoint_name} of account {settings.account_id} not found."
+            account = caller_account(request.headers.get("authorization")) or settings.account_id
+            message = f"Endpoint {endpoint_name} of account {account} not found."
             return _runtime_error("ValidationError", 400, {"message": message})
         result = await answer(request, endpoint_name, "runtime")
         if isinstance(result, InvocationError):
             if result.kind == "PayloadTooLarge":  # the service refuses it before the model
                 return _runtime_error("ValidationError", 400, {"message": result.message})
-            return _model_error(settings, endpoint_name, result)
+            account = caller_account(request.headers.get("authorization")) or settings.account_id
+            return _model_error(settings, endpoint_name, result, account)
         result.headers["x-Amzn-Invoked-Production-Variant"] = settings.variant
         result.headers["x-amzn-RequestId"] = str(uuid.uuid4())
         return result
@@ -611,7 +642,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def _model_error(settings: ServerSettings, endpoint: str, err: InvocationError) -> Response:
+def _model_error(
+    settings: ServerSettings, endpoint: str, err: InvocationError, account: str
+) -> Response:
     """The container refused the request: SageMaker wraps that in a 424 ModelError."""
     side = "client" if err.status < 500 else "server"
     group = f"/aws/sagemaker/Endpoints/{endpoint}"
@@ -619,12 +652,12 @@ def _model_error(settings: ServerSettings, endpoint: str, err: InvocationError) 
     message = (
         f'Received {side} error ({err.status}) from primary with message "{original}". '
         f"See https://{settings.region}.console.aws.amazon.com/cloudwatch/home?region="
-        f"{settings.region}#logEventViewer:group={group} in account {settings.account_id} "
+        f"{settings.region}#logEventViewer:group={group} in account {account} "
         "for more information."
     )
     body = {
         "ErrorCode": f"{side.upper()}_ERROR_FROM_MODEL",
-        "LogStreamArn": f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:{group}",
+        "LogStreamArn": f"arn:aws:logs:{settings.region}:{account}:log-group:{group}",
         "Message": message,
         "OriginalMessage": original,
         "OriginalStatusCode": err.status,

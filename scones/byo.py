@@ -8,8 +8,9 @@ to the emulator *unchanged*:
   state per account: a 12-digit access key id is that account; the region comes from the client);
 - each function the definition names is created from the user's source file, with the handler
   they give; ARN qualifiers (``$LATEST``, a version number, an alias) are created to match;
-- the SageMaker endpoint names found in the sources are served by the local model server
-  (``SCONES_ENDPOINT_ALIASES``); the functions get ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``;
+- the SageMaker endpoint names found in the sources and the events (or given with ``--endpoint``)
+  are served by the local model server (``SCONES_ENDPOINT_ALIASES``, kept across restarts); the
+  functions get ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``;
 - the buckets and keys in the events are created and filled with the staged dataset.
 
 Before anything is deployed the definition is checked like CreateStateMachine does on AWS
@@ -488,6 +489,35 @@ def endpoint_names(path: Path) -> list[EndpointUse]:
     return sorted(unique.values(), key=lambda u: u.line)
 
 
+# SageMaker's EndpointName pattern (CreateEndpoint): what a string in an event must look like
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def event_endpoint_names(event: object, source: str, text: str = "") -> list[EndpointUse]:
+    """Endpoint names an event carries: a string under a key naming an endpoint
+    (``endpoint``, ``EndpointName``, ``sagemaker_endpoint``...) that is a valid endpoint name."""
+    found: list[EndpointUse] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if (
+                    "endpoint" in str(key).lower()
+                    and isinstance(child, str)
+                    and ENDPOINT_NAME.match(child)
+                ):
+                    at = text.find(json.dumps(child))
+                    line = text[:at].count("\n") + 1 if at >= 0 else 1
+                    found.append(EndpointUse(child, source, line, "event"))
+                walk(child)
+        elif isinstance(value, list):
+            for child in value:
+                walk(child)
+
+    walk(event)
+    return found
+
+
 def missing_modules(path: Path, siblings: set[str]) -> list[str]:
     """Top-level imports that an AWS Python runtime does not have (AWS would fail the same way)."""
     try:
@@ -651,7 +681,7 @@ def ensure_endpoints(names: list[str]) -> tuple[str, list[str]]:
     """
     warnings: list[str] = []
     if not names:
-        return "no endpoint names in the sources", warnings
+        return "no endpoint names in the sources or events", warnings
     from scones import stack
 
     known = list(dict.fromkeys([*imported_endpoint_names(), *names]))
@@ -787,6 +817,7 @@ def import_project(
     timeout: int | None = None,
     memory: int | None = None,
     dataset: Path | None = None,
+    endpoints: list[str] | None = None,
 ) -> ImportResult:
     """Deploy an exported definition and its Lambda sources to the emulator, unchanged.
 
@@ -800,6 +831,7 @@ def import_project(
     :param account: default: the account the definition's ARNs name, else SCONES_ACCOUNT_ID.
     :param region: default: the region the definition's ARNs name, else SCONES_REGION.
     :param dataset: a staged folder (train.lst, test.lst, PNGs); default the shared CIFAR pair.
+    :param endpoints: endpoint names to serve besides those found in the sources and events.
     """
     began = time.monotonic()
     definition_path = Path(definition_path)
@@ -842,6 +874,16 @@ def import_project(
         homes[fn] = homes[fn] or {(account, region)}
 
     uses = [use for path in {s.path for s in mapped.values()} for use in endpoint_names(path)]
+    event_docs = [(path, *_read_event_text(path)) for path in events or []]
+    for path, event, raw in event_docs:
+        uses += event_endpoint_names(event, str(path), raw)
+    for endpoint in endpoints or []:
+        if not ENDPOINT_NAME.match(endpoint):
+            raise ByoError(
+                f"--endpoint {endpoint!r} is not a SageMaker endpoint name (letters, digits and "
+                "hyphens, at most 63, starting with a letter or digit)"
+            )
+        uses.append(EndpointUse(endpoint, "--endpoint", 0, "--endpoint"))
     for source in mapped.values():
         siblings = {s.module for s in mapped.values()} | {p.stem for p in files}
         lacking = missing_modules(source.path, siblings)
@@ -897,8 +939,8 @@ def import_project(
             "arns": arns,
             "qualifiers": sorted(qualifiers[fn]),
         }
-    for path in events or []:
-        result.staged += stage_for_event(clients, _read_event(path), dataset, result.warnings)
+    for _path, event, _raw in event_docs:
+        result.staged += stage_for_event(clients, event, dataset, result.warnings)
     result.seconds = round(time.monotonic() - began, 2)
     _record_dir().mkdir(parents=True, exist_ok=True)
     record = result.to_dict()
@@ -975,6 +1017,11 @@ def _deploy_function(
 
 def _read_event(path: Path | str) -> object:
     """An event from a JSON file, or inline JSON text."""
+    return _read_event_text(path)[0]
+
+
+def _read_event_text(path: Path | str) -> tuple[object, str]:
+    """An event from a JSON file, or inline JSON text, and that text."""
     text = str(path)
     if text.lstrip().startswith(("{", "[")):
         source, raw = "inline JSON", text
@@ -985,7 +1032,7 @@ def _read_event(path: Path | str) -> object:
         except OSError as err:
             raise ByoError(f"cannot read the event {path}: {err}") from err
     try:
-        return json.loads(raw)
+        return json.loads(raw), raw
     except ValueError as err:
         raise ByoError(f"the event in {source} is not JSON: {err}") from err
 
@@ -1117,6 +1164,10 @@ def execute(
     clients.check()
     payload = event if isinstance(event, dict) else _read_event(event)
     warnings: list[str] = []
+    asked = [u.name for u in event_endpoint_names(payload, "the input")]
+    served = served_endpoints()
+    if asked and served is not None and not set(asked) <= set(served):
+        warnings += ensure_endpoints(list(dict.fromkeys(asked)))[1]  # before the run, not in it
     dataset = Path(record["dataset"]) if record.get("dataset") else None
     if object_refs(payload):
         try:
@@ -1314,11 +1365,8 @@ def _print_import(result: ImportResult) -> None:
             f"  function       {fn}: {info['handler']} {info['runtime']}{quals}", markup=False
         )
     for use in result.endpoints:
-        OUT.print(
-            f"  endpoint       {use['name']} ({use['how']}, {Path(use['file']).name}:"
-            f"{use['line']})",
-            markup=False,
-        )
+        where = f", {Path(use['file']).name}:{use['line']}" if use["line"] else ""
+        OUT.print(f"  endpoint       {use['name']} ({use['how']}{where})", markup=False)
     if result.endpoints:
         OUT.print(f"                 {result.endpoint_status}", markup=False)
     for staged in result.staged:
@@ -1361,6 +1409,9 @@ def register(app: typer.Typer) -> None:
         ),
         memory: int = typer.Option(None, help="Lambda memory, MB (default SCONES_LAMBDA_MEMORY)."),
         dataset: Path = typer.Option(None, help="Staged dataset folder (default: ../shared)."),
+        endpoint: list[str] = typer.Option(
+            None, "--endpoint", help="An endpoint name to serve that code and events do not show."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Deploy an existing AWS project (exported definition + Lambda files) to the emulator."""
@@ -1381,6 +1432,7 @@ def register(app: typer.Typer) -> None:
                 timeout=timeout,
                 memory=memory,
                 dataset=dataset,
+                endpoints=endpoint or [],
             )
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))

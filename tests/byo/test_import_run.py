@@ -14,11 +14,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from scones import byo, config
+from scones import stack as stack_module
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +120,21 @@ def test_course_project_runs_unchanged_and_labels_the_image(
     assert EVENT["s3_bucket"] not in [b["Name"] for b in default_buckets]
 
 
+def _start_and_wait(name: str, event: dict, seconds: float = 120) -> byo.Execution:
+    """One execution started with StartExecution itself, as a user on the console would."""
+    sfn = byo.AccountClients(ACCOUNT, REGION)("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}",
+        input=json.dumps(event),
+    )["executionArn"]
+    deadline = time.monotonic() + seconds
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{arn} still running after {seconds} s"
+        time.sleep(0.2)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return byo.Execution(described, events, 0.0)
+
+
 def _object(bucket: str, key: str) -> bytes:
     """An object as the user's account reads it."""
     s3 = byo.AccountClients(ACCOUNT, REGION)("s3")
@@ -148,6 +165,46 @@ def test_endpoint_name_in_the_code_reaches_the_model_server(course, model_view):
     clients = byo.AccountClients(ACCOUNT, REGION)
     env = clients("lambda").get_function_configuration(FunctionName="classifyImage")
     assert env["Environment"]["Variables"]["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == model_view.url
+
+
+ENDPOINT_EVENT = VARIANTS / "endpoint_in_event" / "event.json"
+
+
+def test_endpoint_name_in_the_event_is_served_across_restarts(stack, confident):
+    """A project that passes its endpoint in the execution input: import reads the --event files,
+    the model server answers that name, and still does after it restarts."""
+    wanted = json.loads(ENDPOINT_EVENT.read_text())["endpoint"]
+    result = _import("scones-endpoint-event", sources=[VARIANTS / "endpoint_in_event", LAMBDAS],
+                     events=[ENDPOINT_EVENT], endpoints=["by-hand-endpoint"])  # fmt: skip
+    assert (wanted, "event", str(ENDPOINT_EVENT), 4) in [
+        (u["name"], u["how"], u["file"], u["line"]) for u in result.endpoints
+    ]
+    assert ("by-hand-endpoint", "--endpoint") in [(u["name"], u["how"]) for u in result.endpoints]
+    model = next(c for c in stack_module.components() if c.name == "model")
+    stack_module.stop(model)
+    stack_module.start(model, 60)
+    assert {wanted, "by-hand-endpoint", ENDPOINT} <= set(byo.served_endpoints())
+
+    execution = byo.execute(
+        "scones-endpoint-event", {**json.loads(ENDPOINT_EVENT.read_text()),
+                                  "s3_key": f"test/{confident['name']}"}
+    )  # fmt: skip
+    assert execution.status == "SUCCEEDED", execution.described.get("cause")
+
+
+def test_unknown_endpoint_error_names_the_projects_account(stack, confident):
+    """AWS's ValidationError names the caller's account: the one the project's ARNs name."""
+    _import("scones-endpoint-event", sources=[VARIANTS / "endpoint_in_event", LAMBDAS])
+    event = {**json.loads(ENDPOINT_EVENT.read_text()), "s3_key": f"test/{confident['name']}",
+             "endpoint": "never-imported-endpoint"}  # fmt: skip
+    # started straight through Step Functions: `scones execute` would serve the name first
+    execution = _start_and_wait("scones-endpoint-event", event)
+    assert execution.status == "FAILED"
+    assert execution.described["error"] == "ValidationError"
+    assert json.loads(execution.described["cause"])["errorMessage"] == (
+        "An error occurred (ValidationError) when calling the InvokeEndpoint operation: "
+        f"Endpoint never-imported-endpoint of account {ACCOUNT} not found."
+    )
 
 
 def test_event_bucket_with_a_prefix_gets_the_dataset_under_it(stack, dataset_dir):

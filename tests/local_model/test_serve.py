@@ -211,6 +211,24 @@ def test_boto3_unknown_endpoint_is_a_validation_error_like_aws(tiny_server):
     assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+@pytest.mark.parametrize(
+    ("key_id", "account"),
+    [("123456789012", "123456789012"),  # scones' own form: the key id is the account
+     ("LSIARZPUZDIKLCKNOCPP", "123456789012"),  # what LocalStack gives a Lambda of that account
+     ("ASIAY34FZKBOKMUTVV7A", "609629065308"),  # an AWS-format key (LocalStack decodes the same)
+     ("test", "000000000000")],  # nothing to read: the server's own account
+)  # fmt: skip
+def test_unknown_endpoint_names_the_callers_account(tiny_server, key_id, account):
+    """AWS names the caller's account; the access key id carries it (LocalStack's keys too)."""
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "sagemaker-runtime", endpoint_url=tiny_server.url, aws_access_key_id=key_id,
+        aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}),
+    )  # fmt: skip
+    with pytest.raises(client.exceptions.ValidationError) as info:
+        client.invoke_endpoint(EndpointName="nope", ContentType="image/png", Body=RED)
+    assert info.value.response["Error"]["Message"] == f"Endpoint nope of account {account} not found."
+
+
 def test_boto3_bad_image_is_a_model_error_with_the_original_status(tiny_server):
     client = runtime(tiny_server.url)
     with pytest.raises(client.exceptions.ModelError) as info:
