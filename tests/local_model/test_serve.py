@@ -226,7 +226,8 @@ def test_unknown_endpoint_names_the_callers_account(tiny_server, key_id, account
     )  # fmt: skip
     with pytest.raises(client.exceptions.ValidationError) as info:
         client.invoke_endpoint(EndpointName="nope", ContentType="image/png", Body=RED)
-    assert info.value.response["Error"]["Message"] == f"Endpoint nope of account {account} not found."
+    message = info.value.response["Error"]["Message"]
+    assert message == f"Endpoint nope of account {account} not found."
 
 
 def test_boto3_bad_image_is_a_model_error_with_the_original_status(tiny_server):
