@@ -94,3 +94,144 @@ def test_missing_parameters_path_fails_the_execution_past_retry_and_catch(
         """input '{"n":3}'"""
     )
     assert events[-1]["executionFailedEventDetails"]["cause"] == execution["cause"]
+
+
+# ------------------------------ lambda:invoke's whole answer ------------------------------
+
+
+def test_lambda_invoke_result_carries_the_sdk_metadata_like_aws(run_machine, aws_client, square):
+    """No OutputPath: the state's output is Invoke's answer as AWS's SDK saw it (AWS's example
+    in "Invoke an AWS Lambda function with Step Functions" and recorded executions)."""
+    raw = aws_client("lambda").invoke(FunctionName=square, Payload=b'{"n": 4}')["Payload"].read()
+    definition = {"StartAt": "Square", "States": {"Square": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": square, "Payload.$": "$"}, "End": True}}}  # fmt: skip
+    execution, _events = run_machine(definition, {"n": 4})
+
+    assert execution["status"] == "SUCCEEDED"
+    output = json.loads(execution["output"])
+    assert list(output) == ["ExecutedVersion", "Payload", "SdkHttpMetadata",
+                            "SdkResponseMetadata", "StatusCode"]  # fmt: skip
+    assert output["ExecutedVersion"] == "$LATEST" and output["StatusCode"] == 200
+    assert output["Payload"] == {"square": 16}
+    http = output["SdkHttpMetadata"]
+    assert list(http) == ["AllHttpHeaders", "HttpHeaders", "HttpStatusCode"]
+    assert http["HttpStatusCode"] == 200
+    assert list(http["AllHttpHeaders"]) == [
+        "X-Amz-Executed-Version", "x-amzn-Remapped-Content-Length", "Connection",
+        "x-amzn-RequestId", "Content-Length", "Date", "X-Amzn-Trace-Id", "Content-Type",
+    ]  # fmt: skip
+    assert list(http["HttpHeaders"]) == [
+        "Connection", "Content-Length", "Content-Type", "Date", "X-Amz-Executed-Version",
+        "x-amzn-Remapped-Content-Length", "x-amzn-RequestId", "X-Amzn-Trace-Id",
+    ]  # fmt: skip
+    assert {k: [v] for k, v in http["HttpHeaders"].items()} == http["AllHttpHeaders"]
+    assert http["HttpHeaders"]["Content-Length"] == str(len(raw))  # the runtime's own bytes
+    assert http["HttpHeaders"]["X-Amz-Executed-Version"] == "$LATEST"
+    request_id = output["SdkResponseMetadata"]["RequestId"]
+    assert http["HttpHeaders"]["x-amzn-RequestId"] == request_id
+    assert len(request_id) == 36  # a UUID, as Lambda's request ids are
+
+
+def test_direct_function_arn_result_stays_the_payload(run_machine, square):
+    definition = {"StartAt": "Square", "States": {"Square": {
+        "Type": "Task", "Resource": square, "End": True}}}  # fmt: skip
+    execution, _events = run_machine(definition, {"n": 5})
+    assert json.loads(execution["output"]) == {"square": 25}
+
+
+# ------------------------------ /var/task in stack traces ------------------------------
+
+
+def test_stack_traces_name_var_task_like_aws(run_machine, aws_client, square):
+    """AWS unpacks the code in /var/task: tracebacks say File "/var/task/handler.py"."""
+    text = _runtime_error_text(aws_client, square, {"n": -1})
+    assert json.loads(text)["stackTrace"][-1].startswith('  File "/var/task/handler.py", line 4,')
+    definition = {"StartAt": "Square", "States": {"Square": {
+        "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": square, "Payload.$": "$"}, "End": True}}}  # fmt: skip
+    execution, _events = run_machine(definition, {"n": -1})
+    trace = json.loads(execution["cause"])["stackTrace"]
+    assert trace[-1] == (
+        '  File "/var/task/handler.py", line 4, in handler\n'
+        "    raise ValueError(f\"negative: {event['n']}\")\n"
+    )
+    assert all("/.scones/" not in line for line in trace)
+
+
+# ------------------------------ Distributed Map: tolerated failures ------------------------
+
+
+def _distributed(square: str, **tolerance) -> dict:
+    """A Distributed Map squaring each item (negative items fail), caught by a Pass state."""
+    return {"StartAt": "Squares", "States": {
+        "Squares": {
+            "Type": "Map", "Label": "squares", **tolerance,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Square", "States": {"Square": {
+                    "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                    "Parameters": {"FunctionName": square, "Payload": {"n.$": "$"}},
+                    "OutputPath": "$.Payload", "End": True}}},
+            "Catch": [{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"],
+                       "Next": "TooManyFailed"}],
+            "End": True},
+        "TooManyFailed": {"Type": "Pass", "End": True}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tolerance",
+    [{}, {"ToleratedFailureCount": 0}, {"ToleratedFailurePercentage": 33.0},
+     {"ToleratedFailureCount": 5, "ToleratedFailurePercentage": 10.0}],
+)  # fmt: skip
+def test_distributed_map_over_its_tolerance_fails_with_exceed_threshold(
+    run_machine, aws_client, square, tolerance
+):
+    """One child of three fails: over the threshold (none declared = 0; either threshold
+    exceeded fails) the Map fails with States.ExceedToleratedFailureThreshold; Catch takes it."""
+    execution, events = run_machine(_distributed(square, **tolerance), [1, -2, 3])
+
+    assert execution["status"] == "SUCCEEDED"  # the Catch took it
+    caught = json.loads(execution["output"])
+    assert caught["Error"] == "States.ExceedToleratedFailureThreshold"
+    types = [e["type"] for e in events]
+    assert types[types.index("MapRunStarted"):] == [
+        "MapRunStarted", "MapRunFailed", "MapStateFailed", "MapStateExited", "PassStateEntered",
+        "PassStateExited", "ExecutionSucceeded",
+    ]  # fmt: skip
+    failed = next(e for e in events if e["type"] == "MapRunFailed")["mapRunFailedEventDetails"]
+    assert failed["error"] == "States.ExceedToleratedFailureThreshold"
+    map_run = next(e for e in events if e["type"] == "MapRunStarted")
+    run_arn = map_run["mapRunStartedEventDetails"]["mapRunArn"]
+    assert aws_client("stepfunctions").describe_map_run(mapRunArn=run_arn)["status"] == "FAILED"
+
+
+@pytest.mark.parametrize(
+    # a float: LocalStack's ASL parser refuses an integer percentage (AWS takes any number)
+    "tolerance",
+    [{"ToleratedFailureCount": 1}, {"ToleratedFailurePercentage": 34.0}],
+)
+def test_distributed_map_within_its_tolerance_succeeds_without_the_failed_item(
+    run_machine, aws_client, square, tolerance
+):
+    execution, events = run_machine(_distributed(square, **tolerance), [1, -2, 3])
+
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"]) == [{"square": 1}, {"square": 9}]
+    run_arn = next(e for e in events if e["type"] == "MapRunStarted")[
+        "mapRunStartedEventDetails"]["mapRunArn"]  # fmt: skip
+    sfn = aws_client("stepfunctions")
+    assert sfn.describe_map_run(mapRunArn=run_arn)["status"] == "SUCCEEDED"
+
+    children = sfn.list_executions(mapRunArn=run_arn)["executions"]
+    assert sorted(c["status"] for c in children) == ["FAILED", "SUCCEEDED", "SUCCEEDED"]
+    machine = children[0]["stateMachineArn"]
+    assert machine.endswith("/squares")  # <state machine ARN>/<Label>
+    for child in children:
+        assert child["mapRunArn"] == run_arn and child["itemCount"] == 1
+        assert child["executionArn"] == (
+            f"{machine.replace(':stateMachine:', ':execution:')}:{child['name']}"
+        )
+        assert child["stopDate"] >= child["startDate"]
+    only_failed = sfn.list_executions(mapRunArn=run_arn, statusFilter="FAILED")["executions"]
+    assert [c["status"] for c in only_failed] == ["FAILED"]

@@ -21,6 +21,7 @@ import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from localstack import config
 from localstack.aws.api.lambda_ import PackageType
@@ -45,6 +46,8 @@ LOG = logging.getLogger(__name__)
 
 # Where the runtime looks for commands, like AWS's /var/lang/bin:/usr/local/bin:/usr/bin/:/bin
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+TASK_ROOT = "/var/task"  # where AWS unpacks a function's code (LAMBDA_TASK_ROOT)
+T = TypeVar("T", str, bytes)
 # AWS gives init 10 s; LocalStack's own startup timer (LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT, 20 s)
 # usually fires first and calls stop(). This is only our backstop.
 INIT_TIMEOUT_S = max(10, config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT) + 5
@@ -94,7 +97,7 @@ class SconesRuntimeExecutor(RuntimeExecutor):
         except InitFailed as failure:
             # the same path as LocalStack's status_error: the invoke answers with this payload
             raise StatusErrorException(
-                "Environment startup failed", payload=failure.payload
+                "Environment startup failed", payload=self._as_task_root(failure.payload)
             ) from None
 
     def stop(self) -> None:
@@ -189,9 +192,9 @@ class SconesRuntimeExecutor(RuntimeExecutor):
                 except InitFailed as failure:
                     return InvocationResult(
                         request_id,
-                        failure.payload,
+                        self._as_task_root(failure.payload),
                         True,
-                        self._failed_init_logs(request_id, failure),
+                        self._as_task_root(self._failed_init_logs(request_id, failure)),
                     )
             return self._invoke(process, request_id, payload)
 
@@ -239,7 +242,18 @@ class SconesRuntimeExecutor(RuntimeExecutor):
             self._retire(process)
         lines.append(f"END RequestId: {request_id}")
         lines.append(self._report(request_id, duration_ms, memory_mb, init_ms, status))
-        return InvocationResult(request_id, body, is_error, "\n".join(lines) + "\n")
+        logs = self._as_task_root("\n".join(lines) + "\n")
+        return InvocationResult(request_id, self._as_task_root(body), is_error, logs)
+
+    def _as_task_root(self, text: T) -> T:
+        """``text`` with the unzipped code's host path shown as /var/task, where AWS keeps a
+        function's code (stack traces in error payloads and logs name /var/task/module.py)."""
+        code_dir = self._env.get("LAMBDA_TASK_ROOT")
+        if not code_dir or code_dir == TASK_ROOT:
+            return text
+        if isinstance(text, bytes):
+            return text.replace(f"{code_dir}/".encode(), f"{TASK_ROOT}/".encode())
+        return text.replace(f"{code_dir}/", f"{TASK_ROOT}/")
 
     def _report(
         self,
