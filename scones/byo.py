@@ -103,6 +103,10 @@ class UnmappedFunction(ByoError):
     """A function the definition calls has no source file among those given."""
 
 
+class ServiceUnavailable(ByoError):
+    """The project uses an AWS service that cannot run on this machine."""
+
+
 class NotImported(ByoError):
     """`scones execute` names a state machine that `scones import` has not deployed."""
 
@@ -534,6 +538,155 @@ def missing_modules(path: Path, siblings: set[str]) -> list[str]:
     return sorted(n for n in names if n not in known)
 
 
+# ------------------------------ Services the project calls ------------------------------
+
+# boto3 client names and Step Functions integration names -> LocalStack's SERVICES names.
+SERVICE_ALIASES = {"states": "stepfunctions", "sfn": "stepfunctions", "monitoring": "cloudwatch",
+                   "runtime.sagemaker": "sagemaker-runtime", "eventbridge": "events",
+                   "cloudwatchlogs": "logs", "cloudwatchevents": "events"}  # fmt: skip
+# Served outside LocalStack: SageMaker Runtime is the local model server.
+SERVED_ELSEWHERE = {"sagemaker-runtime"}
+# LocalStack core services that run here with nothing downloaded (DynamoDB through the emulator
+# plugin's moto provider, scones_emulator/dynamodb.py).
+RUNNABLE_SERVICES = {"acm", "apigateway", "cloudformation", "cloudwatch", "config", "dynamodb",
+                     "ec2", "events", "iam", "kms", "lambda", "logs", "redshift", "resource-groups",
+                     "resourcegroupstaggingapi", "route53", "route53resolver", "s3", "s3control",
+                     "scheduler", "secretsmanager", "ses", "sns", "sqs", "ssm", "stepfunctions",
+                     "sts", "support", "swf"}  # fmt: skip
+# LocalStack core has these, but they fetch a server at first use: impossible offline.
+DOWNLOADING_SERVICES = {
+    "kinesis": "LocalStack's Kinesis runs kinesis-mock, which it downloads at first use",
+    "firehose": "LocalStack's Firehose delivers through Kinesis (kinesis-mock, downloaded)",
+    "dynamodbstreams": "LocalStack's DynamoDB Streams read DynamoDB Local (Java, downloaded)",
+    "opensearch": "LocalStack's OpenSearch downloads an OpenSearch cluster at first use",
+    "es": "LocalStack's Elasticsearch downloads a cluster at first use",
+    "transcribe": "LocalStack's Transcribe downloads a speech model at first use",
+}
+
+
+@dataclass
+class ServiceUse:
+    """An AWS service the project calls, and where."""
+
+    service: str  # LocalStack's name (SERVICES)
+    where: str  # file:line or JSON pointer
+
+
+def _service_name(name: str) -> str:
+    name = name.lower()
+    return SERVICE_ALIASES.get(name, name)
+
+
+def source_services(path: Path) -> list[ServiceUse]:
+    """Services a Lambda file builds boto3 clients or resources for
+    (``boto3.client("s3")``, ``session.resource(service_name="dynamodb")``)."""
+    try:
+        tree = ast.parse(path.read_text(errors="replace"), filename=str(path))
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        if node.func.attr not in ("client", "resource"):
+            continue
+        value = (
+            node.args[0]
+            if node.args
+            else next((k.value for k in node.keywords if k.arg == "service_name"), None)
+        )
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            found.append(
+                (node.lineno, ServiceUse(_service_name(value.value), f"{path}:{node.lineno}"))
+            )
+    return [use for _line, use in sorted(found, key=lambda f: f[0])]
+
+
+def definition_services(definition: dict) -> list[ServiceUse]:
+    """Services the definition's Task states call: Lambda ARNs, ``arn:aws:states:::SERVICE:...``
+    integrations (``aws-sdk:SERVICE:...`` too) and Distributed Map item readers/writers."""
+    found = []
+    for where, _name, state, _scope in iter_states(definition):
+        resources = [(f"{where}/Resource", state.get("Resource"))]
+        for key in ("ItemReader", "ResultWriter"):
+            if isinstance(state.get(key), dict):
+                resources.append((f"{where}/{key}/Resource", state[key].get("Resource")))
+        for pointer, resource in resources:
+            if not isinstance(resource, str) or not resource.startswith("arn:"):
+                continue
+            match = STATES_INTEGRATION.match(resource)
+            if match:
+                target = match["rest"].removeprefix("aws-sdk:")
+                found.append(ServiceUse(_service_name(target.split(":")[0]), pointer))
+            elif resource.split(":")[2:3] == ["lambda"]:
+                found.append(ServiceUse("lambda", pointer))
+    return found
+
+
+def check_services(uses: list[ServiceUse]) -> list[str]:
+    """The LocalStack services to enable for ``uses``; ServiceUnavailable naming each one that
+    cannot run here and why, before anything is deployed."""
+    problems, needed = [], []
+    for service in dict.fromkeys(u.service for u in uses):
+        where = ", ".join(u.where for u in uses if u.service == service)
+        if service in SERVED_ELSEWHERE:
+            continue
+        if service in RUNNABLE_SERVICES:
+            needed.append(service)
+        elif service in DOWNLOADING_SERVICES:
+            problems.append(f"{service} ({where}): {DOWNLOADING_SERVICES[service]}")
+        else:
+            problems.append(f"{service} ({where}): LocalStack core (community) has no {service}")
+    if problems:
+        raise ServiceUnavailable(
+            "this project uses AWS services that cannot run on this machine: " + "; ".join(problems)
+        )
+    return needed
+
+
+def _services_file() -> Path:
+    return config.STATE_DIR / "byo" / "services.json"
+
+
+def imported_services() -> list[str]:
+    """Services imported projects need besides SCONES_EMULATOR_SERVICES (the stack starts them)."""
+    try:
+        return list(json.loads(_services_file().read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def enable_services(clients: AccountClients, services: list[str]) -> list[str]:
+    """Record ``services`` for every later start, and start the ones the running emulator has not
+    loaded yet (it loads a service on its first request); returns those newly enabled."""
+    base = set(config.EMULATOR_SERVICES.split(","))
+    known = imported_services()
+    new = [s for s in services if s not in base and s not in known]
+    if new:
+        _services_file().parent.mkdir(parents=True, exist_ok=True)
+        _services_file().write_text(json.dumps(known + new, indent=1))
+    for service in services:
+        probe = SERVICE_PROBES.get(service)
+        if probe is None:
+            continue
+        try:
+            getattr(clients(service), probe)()
+        except Exception as err:
+            raise ServiceUnavailable(
+                f"{service} does not answer on the emulator at {clients.endpoint} ({err}); "
+                "restart the stack (`scones down && scones up`) so it starts with it"
+            ) from err
+    return new
+
+
+# A cheap read per service: it loads the service in a running emulator and shows it answers.
+SERVICE_PROBES = {"dynamodb": "list_tables", "cloudwatch": "list_metrics",
+                  "secretsmanager": "list_secrets", "ssm": "describe_parameters",
+                  "sns": "list_topics", "sqs": "list_queues", "s3": "list_buckets",
+                  "events": "list_rules", "logs": "describe_log_groups", "kms": "list_keys",
+                  "scheduler": "list_schedules", "ses": "list_identities"}  # fmt: skip
+
+
 # ------------------------------ Events: buckets and keys to stage ------------------------------
 
 
@@ -767,6 +920,8 @@ class ImportResult:
     endpoints: list[dict] = field(default_factory=list)
     endpoint_status: str = ""
     staged: list[dict] = field(default_factory=list)  # bucket, prefix, objects
+    services: list[str] = field(default_factory=list)  # LocalStack services the project calls
+    services_enabled: list[str] = field(default_factory=list)  # of those, enabled by this import
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -901,9 +1056,15 @@ def import_project(
                 f"it under Python {version} (error messages may differ from AWS's)"
             )
 
+    service_uses = definition_services(definition) + [
+        use for path in {s.path for s in mapped.values()} for use in source_services(path)
+    ]
+    services = check_services(service_uses)  # before anything is deployed
     clients = AccountClients(account, region)
     clients.check()
     result = ImportResult(name, account, region, "", text, warnings=warnings)
+    result.services = services
+    result.services_enabled = enable_services(clients, services)
     result.endpoints = [asdict(u) for u in uses]
     result.endpoint_status, endpoint_warnings = ensure_endpoints(
         list(dict.fromkeys(u.name for u in uses))
@@ -1369,6 +1530,13 @@ def _print_import(result: ImportResult) -> None:
         OUT.print(f"  endpoint       {use['name']} ({use['how']}{where})", markup=False)
     if result.endpoints:
         OUT.print(f"                 {result.endpoint_status}", markup=False)
+    if result.services:
+        added = (
+            f" (enabled now: {', '.join(result.services_enabled)})"
+            if result.services_enabled
+            else ""
+        )
+        OUT.print(f"  services       {', '.join(result.services)}{added}", markup=False)
     for staged in result.staged:
         OUT.print(
             f"  data           s3://{staged['bucket']}/{staged['prefix']} "

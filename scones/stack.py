@@ -183,16 +183,24 @@ def emulator_env() -> dict[str, str]:
     shutil.rmtree(tmp, ignore_errors=True)  # per-run scratch (S3 object files); the cache is kept
     for sub in ("fs", "tmp", "lambda"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    from scones import byo  # services imported projects use outlive a restart
+
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))
     }
+    services = dict.fromkeys([*config.EMULATOR_SERVICES.split(","), *byo.imported_services()])
     env.update(
         OVERRIDE_IN_DOCKER="0",  # this box has /.dockerenv, but LocalStack runs on the host
         GATEWAY_SERVER="hypercorn",  # the default server binds 0.0.0.0
         GATEWAY_LISTEN=f"{config.EMULATOR_HOST}:{config.EMULATOR_PORT}",
         DNS_ADDRESS="0",
         DISABLE_EVENTS="1",
-        SERVICES=config.EMULATOR_SERVICES,
+        SERVICES=",".join(services),  # started eagerly
+        # Any other service loads on its first request (`scones import` enables what a project
+        # uses without a restart that would lose the emulator's state)
+        STRICT_SERVICE_LOADING="0",
+        # DynamoDB answered by moto: LocalStack's own needs Java and a jar it downloads
+        PROVIDER_OVERRIDE_DYNAMODB="scones",
         FILESYSTEM_ROOT=str(root / "fs"),  # holds the cache: keeps warm start fast
         TMPDIR=str(tmp),  # not the system temp dir every instance shares
         LAMBDA_RUNTIME_EXECUTOR="scones",
