@@ -28,7 +28,7 @@ EMULATOR_PORT = int(os.environ.get("SCONES_EMULATOR_PORT") or 4566)
 EMULATOR_VENV = _path("SCONES_EMULATOR_VENV", STATE_DIR / "localstack-venv")
 # default: empty = search. A Python >= 3.12 for LocalStack core 2026.3.0; else 3.11 + 4.9.2.
 EMULATOR_PYTHON = os.environ.get("SCONES_EMULATOR_PYTHON") or ""
-# default: s3,lambda,... The AWS services the emulator starts.
+# default: s3,lambda,... The AWS services the emulator starts (plus those `scones import` enabled).
 EMULATOR_SERVICES = (
     os.environ.get("SCONES_EMULATOR_SERVICES")
     or "s3,lambda,stepfunctions,sns,sqs,events,iam,sts,logs"

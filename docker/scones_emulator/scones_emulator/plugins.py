@@ -1,6 +1,7 @@
 """Plugins that LocalStack discovers through entry points (see pyproject.toml); importing is free.
 
 - ``SconesExecutorPlugin``: the ``scones`` Lambda runtime executor (LAMBDA_RUNTIME_EXECUTOR=scones).
+- ``dynamodb_moto`` (dynamodb.py): the ``dynamodb:scones`` provider, moto's DynamoDB.
 - ``scones_patch_stepfunctions``: an on_infra_start hook that gives Step Functions JSONata without
   Java, makes its execution histories match AWS's where LocalStack differs (fidelity.py) and
   applies the Step Functions speedups (speedups.py).
@@ -34,7 +35,9 @@ def scones_patch_stepfunctions() -> None:
 
     Fidelity (fidelity.py, always applied: it changes what executions record, to AWS's): a direct
     Lambda ARN task's error cause is the runtime's own text; a payload-template JSONPath that finds
-    nothing fails the execution with States.Runtime, no TaskFailed, Retry or Catch.
+    nothing fails the execution with States.Runtime, no TaskFailed, Retry or Catch; lambda:invoke
+    returns SdkHttpMetadata and SdkResponseMetadata; a Distributed Map honours its tolerated
+    failures; ListExecutions answers by mapRunArn.
     Speedups: cached jsonpath_ng parses, parsed programs and task boto clients (speedups.py).
     SCONES_EMULATOR_SPEEDUPS=0 turns the speedups off (for measuring or if in doubt).
     """
