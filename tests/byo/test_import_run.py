@@ -236,6 +236,8 @@ def test_filter_raising_a_string_fails_with_type_error(course, doubtful):
     assert cause["errorType"] == "TypeError"
     assert cause["errorMessage"] == "exceptions must derive from BaseException"
     assert 'raise("THRESHOLD_CONFIDENCE_NOT_MET")' in cause["stackTrace"][-1]
+    # AWS unpacks the function in /var/task: the trace names that, not the emulator's host path
+    assert cause["stackTrace"][-1].startswith('  File "/var/task/filterInferences.py", line ')
     # The Lambda.* retriers do not match TypeError: one attempt, then the execution fails.
     assert _types(execution) == [
         "ExecutionStarted", *INVOKE_OK * 2, *INVOKE_FAILED, "ExecutionFailed"
@@ -251,6 +253,23 @@ def test_lambda_invoke_error_cause_is_the_payload_as_compact_json(course, doubtf
     compact = json.dumps(_cause(execution), separators=(",", ":"))
     assert execution.described["cause"] == compact
     assert _detail(execution, "TaskFailed")["cause"] == compact
+
+
+def test_whole_lambda_invoke_result_is_passed_on_as_aws_returns_it(stack, confident):
+    """No OutputPath on the last step: the execution's output is lambda:invoke's whole result,
+    SdkHttpMetadata and SdkResponseMetadata included (AWS's shape, key order and all)."""
+    _import("scones-whole-result", VARIANTS / "whole_invoke_result.json")
+    execution = byo.execute("scones-whole-result", _event(confident["name"]))
+
+    assert execution.status == "SUCCEEDED", execution.described.get("cause")
+    output = json.loads(execution.described["output"])
+    assert list(output) == ["ExecutedVersion", "Payload", "SdkHttpMetadata",
+                            "SdkResponseMetadata", "StatusCode"]  # fmt: skip
+    assert output["Payload"]["statusCode"] == 200
+    headers = output["SdkHttpMetadata"]["HttpHeaders"]
+    assert headers["x-amzn-RequestId"] == output["SdkResponseMetadata"]["RequestId"]
+    assert headers["X-Amz-Executed-Version"] == output["ExecutedVersion"] == "$LATEST"
+    assert output["SdkHttpMetadata"]["HttpStatusCode"] == output["StatusCode"] == 200
 
 
 def test_serializer_returning_raw_bytes_is_a_marshal_error(stack, confident):
