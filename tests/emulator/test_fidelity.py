@@ -181,7 +181,7 @@ def _distributed(square: str, **tolerance) -> dict:
 
 @pytest.mark.parametrize(
     "tolerance",
-    [{}, {"ToleratedFailureCount": 0}, {"ToleratedFailurePercentage": 33.0},
+    [{}, {"ToleratedFailureCount": 0}, {"ToleratedFailurePercentage": 33},
      {"ToleratedFailureCount": 5, "ToleratedFailurePercentage": 10.0}],
 )  # fmt: skip
 def test_distributed_map_over_its_tolerance_fails_with_exceed_threshold(
@@ -207,9 +207,9 @@ def test_distributed_map_over_its_tolerance_fails_with_exceed_threshold(
 
 
 @pytest.mark.parametrize(
-    # a float: LocalStack's ASL parser refuses an integer percentage (AWS takes any number)
+    # an integer percentage, as AWS takes it (stock LocalStack's parser refuses one)
     "tolerance",
-    [{"ToleratedFailureCount": 1}, {"ToleratedFailurePercentage": 34.0}],
+    [{"ToleratedFailureCount": 1}, {"ToleratedFailurePercentage": 34}],
 )
 def test_distributed_map_within_its_tolerance_succeeds_without_the_failed_item(
     run_machine, aws_client, square, tolerance

@@ -1,4 +1,4 @@
-"""Make LocalStack's Step Functions behave as AWS's where they differ (five monkeypatches).
+"""Make LocalStack's Step Functions behave as AWS's where they differ (monkeypatches).
 
 Unlike the speedups these change what an execution records, so they always apply.
 
@@ -41,6 +41,9 @@ Unlike the speedups these change what an execution records, so they always apply
    run SUCCEEDS). The cause text is ours: no AWS-recorded MapRunFailed cause could be found.
    A tolerated failure leaves no entry in the result array (the Map's output lists the children
    that succeeded).
+   LocalStack's parser refuses an integer ``ToleratedFailurePercentage`` ("at 'x', no viable
+   alternative"), which AWS takes ("a number ... from 0 through 100", same page): the text it
+   parses has such a value written as ``N.0`` (what DescribeStateMachine returns is untouched).
 5. ``ListExecutions(mapRunArn=...)`` lists the Map Run's child workflow executions (name,
    ``stateMachineArn`` ``<machine>/<label>``, status, dates, ``mapRunArn``, ``itemCount``;
    https://docs.aws.amazon.com/step-functions/latest/apireference/API_ListExecutions.html);
@@ -59,6 +62,7 @@ import inspect
 import io
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -561,6 +565,34 @@ def install_map_tolerated_failures() -> bool:
 
 
 _CHILDREN_LOCK = threading.Lock()
+# an integer ToleratedFailurePercentage (a key, not text inside a string: those quotes are escaped)
+INTEGER_PERCENTAGE = re.compile(r'("ToleratedFailurePercentage"\s*:\s*)(\d+)(?=\s*[,}])')
+
+
+def install_integer_tolerated_percentage() -> bool:
+    """Let the ASL parser read ``"ToleratedFailurePercentage": 10`` as AWS does (as 10.0)."""
+    try:
+        Parser = importlib.import_module(f"{SFN}.asl.parse.asl_parser").AmazonStateLanguageParser
+    except (ImportError, AttributeError) as err:
+        LOG.warning("fidelity: the ASL parser moved (%s); integer percentages refused", err)
+        return False
+    parse = Parser.__dict__.get("parse")
+    original = getattr(parse, "__func__", None)
+    if getattr(original, "__scones_fidelity__", False):
+        return True
+    if not isinstance(parse, staticmethod) or _parameters(original) != ("definition",):
+        LOG.warning(
+            "fidelity: the ASL parser is not LocalStack 2026.3's; integer percentages refused"
+        )
+        return False
+
+    @functools.wraps(original)
+    def _parse(definition: str) -> Any:
+        return original(INTEGER_PERCENTAGE.sub(r"\g<1>\g<2>.0", definition))
+
+    _parse.__scones_fidelity__ = True
+    Parser.parse = staticmethod(_parse)
+    return True
 
 
 # ------------------------------ 5. ListExecutions by mapRunArn ------------------------------
@@ -620,6 +652,6 @@ def install() -> None:
     """Apply every fidelity patch whose target still looks as expected (idempotent)."""
     patches = (install_runtime_error_text, install_payload_path_failure,
                install_invoke_result_shape, install_map_tolerated_failures,
-               install_list_map_run_executions)  # fmt: skip
+               install_integer_tolerated_percentage, install_list_map_run_executions)  # fmt: skip
     applied = [f.__name__ for f in patches if f()]
     LOG.debug("fidelity: applied %s", ", ".join(applied) or "nothing")
