@@ -10,6 +10,7 @@ from scones import (
     SconesError,
     byo,
     config,
+    containers,
     demo,
     deploy,
     endpoint,
@@ -46,7 +47,7 @@ for _module in (byo, demo, deploy, endpoint, explore, load, model, report, stack
 # `scones bench X`: every speed or memory target is a benchmark that prints figures.
 bench = typer.Typer(help="Benchmarks: print figures, never pass/fail.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
-for _module in (endpoint, model, stack, workflow):
+for _module in (containers, endpoint, model, stack, workflow):
     _module.register_bench(bench)
 
 
