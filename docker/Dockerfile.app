@@ -16,14 +16,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/scones
 
 # The CLI and explorer extras of pyproject.toml (no model server, no torch); Streamlit is pinned
-# to the version the tests run.
+# to the version the tests run. Dependencies first, from pyproject.toml alone, so editing the
+# code does not reinstall them.
 ARG STREAMLIT_VERSION=1.67.0
-COPY pyproject.toml README.md ./
+COPY pyproject.toml docker/requirements.py ./
+RUN python requirements.py cli explorer >/tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt "streamlit==${STREAMLIT_VERSION}"
+COPY README.md ./
 COPY scones ./scones
 COPY local_model ./local_model
 COPY cloud ./cloud
 # Editable: scones finds lambdas/, statemachine/ beside its package (PROJECT_ROOT), as in a clone.
-RUN pip install -e ".[cli,explorer]" "streamlit==${STREAMLIT_VERSION}"
+RUN pip install --no-deps -e .
 
 # What `scones deploy` packages and creates: Lambda handlers and state machines; the UI.
 COPY lambdas ./lambdas

@@ -15,6 +15,7 @@ from scones import (
     deploy,
     endpoint,
     explore,
+    keeper,
     load,
     model,
     report,
@@ -41,7 +42,20 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 # Each module registers its own commands; the module imports heavy things lazily.
 # (one line per module, keep alphabetical)
-for _module in (byo, demo, deploy, endpoint, explore, load, model, report, stack, stage, workflow):
+for _module in (
+    byo,
+    demo,
+    deploy,
+    endpoint,
+    explore,
+    keeper,
+    load,
+    model,
+    report,
+    stack,
+    stage,
+    workflow,
+):
     _module.register(app)
 
 # `scones bench X`: every speed or memory target is a benchmark that prints figures.

@@ -175,6 +175,38 @@ def test_the_deployer_downloaded_the_dataset_md5_checked_with_progress(stack):
     assert stack.logs("dataset-mirror").count("GET /cifar-100-python.tar.gz") == 1
 
 
+def test_a_data_dir_that_does_not_exist_stops_up_before_anything_starts(stack, tmp_path):
+    missing = tmp_path / "no-such-folder"
+    env = {**stack.env, "SCONES_DATA_DIR": str(missing)}
+    project = f"{PROJECT}-missing"
+    argv = ["docker", "compose", "--project-name", project]
+    try:
+        done = subprocess.run(
+            [*argv, "up", "-d", "--no-build"],
+            cwd=stack.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode != 0
+        assert f"bind source path does not exist: {missing}" in done.stderr, done.stderr[-2000:]
+        running = subprocess.run(
+            [*argv, "ps", "-q", "--status", "running"],
+            cwd=stack.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert running.stdout.strip() == ""  # nothing was started: the mount fails at create
+    finally:
+        subprocess.run(
+            [*argv, "down", "-v"], cwd=stack.root, env=env, capture_output=True, timeout=180
+        )
+    assert not missing.exists()  # not created as an empty folder
+
+
 def test_the_model_image_holds_only_what_serving_needs(stack):
     probe = (
         "import importlib.util as u; print([m for m in ('streamlit', 'torch', 'matplotlib', "
@@ -233,10 +265,15 @@ def test_the_health_the_explorer_shows_is_true_inside_the_containers(stack):
     assert health["emulator"] and health["model"] and health["image workflow"], health
 
 
-def test_the_explorer_renders_its_executions_table_in_chromium(stack):
+def test_the_explorer_renders_its_executions_table_in_chromium(stack, aws):
+    from scones import workflow
+
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: apt-get install -y chromium (make browser)")
+    machine = workflow.state_machine_arn(aws, "image_workflow")
+    names = {e["name"] for e in aws.sfn.list_executions(stateMachineArn=machine)["executions"]}
+    assert names, "the earlier tests ran executions"
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -244,20 +281,22 @@ def test_the_explorer_renders_its_executions_table_in_chromium(stack):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(f"http://127.0.0.1:{EXPLORER_PORT}")
-        sync_api.expect(page.locator('[data-testid^="glide-cell-0-"]').first).to_be_visible(
-            timeout=60_000
-        )
-        cells = page.locator('[data-testid^="glide-cell-0-"]').all_inner_texts()
+        # The table's first column: one cell per execution, named as Step Functions names it.
+        cells = page.locator('[data-testid^="glide-cell-0-"]')
+        sync_api.expect(cells).not_to_have_count(0, timeout=60_000)
+        shown = {t.strip() for t in cells.all_inner_texts()}
+        (PROJECT_ROOT / "artifacts").mkdir(exist_ok=True)
         page.screenshot(path=str(PROJECT_ROOT / "artifacts" / "compose-explorer.png"))
         browser.close()
-    assert any(c.strip() for c in cells), cells
+    assert names <= shown, f"executions {names - shown} are not in the explorer's table"
 
 
 def test_lambda_tmp_inside_the_emulator_container_falls_back_to_a_private_tmpdir(stack):
     """No CAP_SYS_ADMIN in the container: no mount namespace, so TMPDIR is private, /tmp shared."""
     probe = "from scones_emulator.process import private_tmp_prefix; print(private_tmp_prefix())"
-    assert stack.compose("exec", "-T", "emulator", "python", "-c", probe).strip() == "None"
-    assert "no mount namespaces here" in stack.logs("emulator")
+    printed = stack.compose("exec", "-T", "emulator", "python", "-c", probe)
+    assert printed.splitlines()[0] == "None"  # then the warning, on stderr
+    assert "no mount namespaces here" in stack.logs("emulator")  # said once Lambdas had run
 
 
 def test_restarting_the_emulator_brings_the_workflow_back(stack, aws, confident_image):
