@@ -102,11 +102,16 @@ def bench_compose(data_dir: Path | None, runs: int = 20, cold: bool = True) -> d
             warm.append((time.monotonic() - t) * 1000)
         figures["warm_execution_p50_ms"] = round(statistics.median(warm), 1)
         figures["runs"] = runs
-        figures["status"] = {"first": first.status, "last": outcome.status}
+        figures["status"] = {"first": _ended(first), "last": _ended(outcome)}
         figures["image_mb"] = image_sizes_mb(project, env)
     finally:
         compose(project, env, "down", "-v", "--remove-orphans", timeout=DOWN_TIMEOUT_S)
     return figures
+
+
+def _ended(outcome) -> str:
+    """How an execution ended: SUCCEEDED, or FAILED (its error)."""
+    return f"{outcome.status} ({outcome.error})" if outcome.error else outcome.status
 
 
 def _bench_image() -> Path:
