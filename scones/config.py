@@ -99,6 +99,8 @@ DATASET_URL = (
 )
 # default: the official tarball's MD5. The download at SCONES_DATASET_URL must have it.
 DATASET_MD5 = os.environ.get("SCONES_DATASET_MD5") or "eb9058c3a382ffc7106e4002c42a8d85"
+# default: 5. Seconds between `scones keep-deployed`'s checks (the compose deployer).
+KEEP_INTERVAL = float(os.environ.get("SCONES_KEEP_INTERVAL") or 5)
 
 # ------------------------------ Workflow: deploy, run, batch (helper E) ------------------------
 # default: scones. Every deployed name starts with it: scones-classify-image, scones-review, ...

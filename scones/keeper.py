@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scones import SconesError, deploy, stage
+from scones import SconesError, config, deploy, stage
 
 OUT = Console()
 
@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:
         source: str = typer.Option(
             None, "--source", help="What `scones stage` reads (default: SCONES_DATASET_URL)."
         ),
-        interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between checks."),
+        interval: float = typer.Option(
+            config.KEEP_INTERVAL, "--interval", min=0.5, help="Seconds between checks."
+        ),
         ready_file: Path = typer.Option(
             None, "--ready-file", help="A file that exists only while the workflow is deployed."
         ),
