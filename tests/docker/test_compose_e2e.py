@@ -246,7 +246,7 @@ def test_the_host_cli_works_against_the_containers(stack, confident_image, tmp_p
             break
         time.sleep(2)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert f"127.0.0.1:{config.EMULATOR_PORT}" in status.stdout
+    assert f"127.0.0.1:{config.EMULATOR_PORT}" in status.stdout + status.stderr  # rich: stderr
 
     image = tmp_path / confident_image[0]
     image.write_bytes(confident_image[1])
