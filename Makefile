@@ -6,7 +6,7 @@ VENV := .venv
 # The demo's data source; the official CIFAR-100 URL needs internet (see README).
 SOURCE ?=
 
-.PHONY: venv setup browser demo test
+.PHONY: venv setup browser demo test compose-test
 
 venv: $(VENV)/.installed
 
@@ -30,3 +30,11 @@ browser:
 
 test: setup browser
 	$(VENV)/bin/python -m pytest
+
+# `docker compose up` end to end, from a copy of the repository without ../shared beside it:
+# installs Docker and the compose plugin when missing (root), starts dockerd, builds the stand-in
+# python bases only where Docker Hub cannot be reached (test infrastructure), then the test.
+compose-test: setup browser
+	bash tests/docker/install_docker.sh
+	bash tests/docker/standin_bases.sh
+	SCONES_COMPOSE_TEST=1 $(VENV)/bin/python -m pytest tests/docker/test_compose_e2e.py

@@ -92,6 +92,15 @@ CAPTURE_SPOOL_DIR = _path("SCONES_CAPTURE_SPOOL_DIR", STATE_DIR / "capture-spool
 CONFIDENCE_THRESHOLD = float(os.environ.get("SCONES_CONFIDENCE_THRESHOLD") or 0.93)
 # default: scones-data. The bucket that holds the staged dataset and incoming images.
 BUCKET = os.environ.get("SCONES_BUCKET") or "scones-data"
+# default: CIFAR-100's official URL. Where `scones stage` downloads it when no --source is given.
+DATASET_URL = (
+    os.environ.get("SCONES_DATASET_URL")
+    or "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+)
+# default: the official tarball's MD5. The download at SCONES_DATASET_URL must have it.
+DATASET_MD5 = os.environ.get("SCONES_DATASET_MD5") or "eb9058c3a382ffc7106e4002c42a8d85"
+# default: 5. Seconds between `scones keep-deployed`'s checks (the compose deployer).
+KEEP_INTERVAL = float(os.environ.get("SCONES_KEEP_INTERVAL") or 5)
 
 # ------------------------------ Workflow: deploy, run, batch (helper E) ------------------------
 # default: scones. Every deployed name starts with it: scones-classify-image, scones-review, ...

@@ -638,6 +638,38 @@ def deploy(threshold: float | None = None) -> DeployResult:
     return Deployer(Clients(), threshold).run()
 
 
+def missing() -> list[str]:
+    """The workflow resources that do not exist on the target (empty: deployed); changes nothing.
+
+    The containers' deployer polls it: an emulator that restarted has lost everything. An
+    unreachable target raises (botocore's error), rather than reporting everything missing.
+    """
+    from botocore.exceptions import ClientError
+
+    c, n = Clients(), names()
+    gone: list[str] = []
+    try:
+        c.s3.head_bucket(Bucket=config.BUCKET)
+    except ClientError:
+        gone.append(f"bucket {config.BUCKET}")
+    for module in FUNCTIONS:
+        try:
+            c.lambda_.get_function(FunctionName=n.function(module))
+        except ClientError:
+            gone.append(f"function {n.function(module)}")
+    arn = f"arn:{c.partition}:states:{config.REGION}:{c.account}:stateMachine:"
+    for key in STATE_MACHINES:
+        try:
+            c.sfn.describe_state_machine(stateMachineArn=arn + n.state_machine(key))
+        except ClientError:
+            gone.append(f"state machine {n.state_machine(key)}")
+    try:
+        c.events.describe_rule(Name=n.rule)
+    except ClientError:
+        gone.append(f"rule {n.rule}")
+    return gone
+
+
 # ------------------------------ Cleanup ------------------------------
 
 
@@ -768,11 +800,22 @@ def register(app: typer.Typer) -> None:
         model_data: str = typer.Option(
             None, help="Cloud: the model.tar.gz to serve (default: the last cloud training)."
         ),
+        check: bool = typer.Option(
+            False, "--check", help="Change nothing: list what is missing; exit 1 if anything is."
+        ),
     ) -> None:
         """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target.
 
         With SCONES_TARGET=cloud, first the SageMaker endpoint (with data capture) it calls.
         """
+        if check:
+            gone = missing()
+            for what in gone:
+                OUT.print(f"missing: {what}")
+            if gone:
+                raise typer.Exit(1)
+            OUT.print(f"the workflow is deployed on {_where()}")
+            return
         if config.TARGET == "cloud":
             import cloud
 

@@ -79,8 +79,8 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 ERR = Console(stderr=True)
 
-OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-OFFICIAL_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+OFFICIAL_URL = config.DATASET_URL  # SCONES_DATASET_URL: a mirror, or a test's local server
+OFFICIAL_MD5 = config.DATASET_MD5
 SHARED_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"  # suggested when offline
 SEED = 0  # validation split: fixed, so re-staging picks the same images
 CHUNK_BYTES = 1 << 20  # download read size; 1 MiB keeps the progress bar smooth at 160 MB
@@ -411,11 +411,19 @@ def _download_once(url: str, part: Path, progress: bool) -> None:
             fh.seek(start)
             fh.truncate()
             task = bar.add_task("download", total=total, completed=start)
+            # No terminal (a container's log): a plain line every tenth of the download instead.
+            lines = progress and not ERR.is_terminal
+            step = total // 10 if total else 16 * CHUNK_BYTES
+            reported = start // step if step else 0
             try:
                 while chunk := resp.read(CHUNK_BYTES):
                     fh.write(chunk)
                     size += len(chunk)
                     bar.update(task, completed=size)
+                    if lines and step and size // step > reported:
+                        reported = size // step
+                        done = f"{size / total:.0%} of {total / 1e6:.0f} MB" if total else ""
+                        ERR.print(f"download {url}: {size / 1e6:.0f} MB {done}".rstrip())
             except (OSError, http.client.HTTPException) as err:  # reset, timeout, IncompleteRead
                 raise DownloadInterrupted(
                     f"download of {url} stopped at {size} bytes ({err}); run the same command "

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import re
-import tarfile
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +14,9 @@ import pytest
 
 from scones import config
 from scones.dataset import CIFAR100_FINE_NAMES
+
+sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: helpers beside this file
+from cifar_format import write_split, write_tarball  # noqa: E402
 
 # CIFAR-100's 20 superclass names in label order (the tarball's meta).
 COARSE_NAMES = (
@@ -57,7 +58,7 @@ def _write_cifar(root: Path, seed: int = 7) -> SyntheticCifar:
     images: dict[str, dict[str, tuple[int, np.ndarray]]] = {}
     row = 0
     for split, per_class in PER_CLASS.items():
-        data, fine, coarse, names = [], [], [], []
+        pixels, fine, coarse, names = [], [], [], []
         images[split] = {}
         # interleave classes, like the real arrays (not grouped by label)
         for k in range(per_class):
@@ -67,29 +68,13 @@ def _write_cifar(root: Path, seed: int = 7) -> SyntheticCifar:
                 stem = "bike" if (name == "motorcycle" and k == 0) else name
                 fn = f"{stem}_s_{row:06d}.png"
                 row += 1
-                # CIFAR rows are channel-planar: all R, then all G, then all B (row-major each)
-                data.append(np.concatenate([img[:, :, c].ravel() for c in range(3)]))
+                pixels.append(img)
                 fine.append(CIFAR100_FINE_NAMES.index(name))
                 coarse.append(coarse_label)
-                names.append(fn.encode())
+                names.append(fn)
                 images[split][fn] = (fine[-1], img)
-        body = {
-            b"filenames": names,
-            b"batch_label": f"{split}ing batch 1 of 1".encode(),
-            b"fine_labels": fine,
-            b"coarse_labels": coarse,
-            b"data": np.stack(data),
-        }
-        (folder / split).write_bytes(pickle.dumps(body, protocol=2))
-    meta = {
-        b"fine_label_names": [n.encode() for n in CIFAR100_FINE_NAMES],
-        b"coarse_label_names": [n.encode() for n in COARSE_NAMES],
-    }
-    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
-    tarball = root / "cifar-100-python.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tar:
-        tar.add(folder, arcname="cifar-100-python")
-    md5 = hashlib.md5(tarball.read_bytes()).hexdigest()
+        write_split(folder, split, pixels, fine, coarse, names)
+    tarball, md5 = write_tarball(folder, CIFAR100_FINE_NAMES, COARSE_NAMES)
     return SyntheticCifar(tarball=tarball, md5=md5, folder=folder, images=images)
 
 

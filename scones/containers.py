@@ -1,0 +1,151 @@
+"""The compose stack seen from the host: `scones bench compose` builds, starts and times it."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from scones import PROJECT_ROOT, SconesError, config
+
+OUT = Console()
+BUILD_TIMEOUT_S = 1800  # a cold build installs LocalStack and onnxruntime from PyPI
+UP_TIMEOUT_S = 900  # the first `up` may download CIFAR-100
+DOWN_TIMEOUT_S = 180
+
+
+class ComposeError(SconesError):
+    """A `docker compose` command failed or is not available."""
+
+
+def compose_env(data_dir: Path | None) -> dict[str, str]:
+    """This process's environment for compose: host ports as `scones up` uses them."""
+    env = dict(os.environ)
+    env.update(
+        SCONES_EMULATOR_PORT=str(config.EMULATOR_PORT),
+        SCONES_MODEL_PORT=str(config.MODEL_PORT),
+        SCONES_EXPLORER_PORT=env.get("SCONES_EXPLORER_PORT") or str(config.MODEL_PORT + 1),
+    )
+    if data_dir is not None:
+        env["SCONES_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    return env
+
+
+def compose(project: str, env: dict[str, str], *args: str, timeout: float) -> str:
+    """Run `docker compose` on the repository's compose.yaml; ComposeError with its stderr."""
+    argv = ["docker", "compose", "--project-name", project, *args]
+    try:
+        done = subprocess.run(
+            argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ComposeError(f"docker compose {' '.join(args)}: {err}") from err
+    if done.returncode != 0:
+        raise ComposeError(f"docker compose {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def image_sizes_mb(project: str, env: dict[str, str]) -> dict[str, float]:
+    """Each service's image size in MB (as `docker images` counts it: base layers included)."""
+    services = json.loads(compose(project, env, "config", "--format", "json", timeout=60))
+    sizes: dict[str, float] = {}
+    for name, service in sorted(services["services"].items()):
+        image = service.get("image") or f"{project}-{name}"
+        size = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", image],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if size.returncode == 0:
+            sizes[name] = round(int(size.stdout.strip()) / 1e6, 1)
+    return sizes
+
+
+def bench_compose(data_dir: Path | None, runs: int = 20, cold: bool = True) -> dict:
+    """Build (cold: --no-cache, then cached), `up --wait`, time executions, then `down -v`.
+
+    Runs as its own compose project on this process's host ports (SCONES_EMULATOR_PORT, ...);
+    ``data_dir`` is mounted as SCONES_DATA_DIR (None: the deployer downloads CIFAR-100).
+    """
+    from scones import workflow
+
+    project = f"scones-bench-{config.EMULATOR_PORT}"
+    env = compose_env(data_dir)
+    figures: dict = {"build_s": {}}
+    compose(project, env, "down", "-v", "--remove-orphans", timeout=DOWN_TIMEOUT_S)
+    if cold:
+        t = time.monotonic()
+        compose(project, env, "build", "--no-cache", timeout=BUILD_TIMEOUT_S)
+        figures["build_s"]["cold"] = round(time.monotonic() - t, 1)
+    t = time.monotonic()
+    compose(project, env, "build", timeout=BUILD_TIMEOUT_S)
+    figures["build_s"]["cached"] = round(time.monotonic() - t, 1)
+    try:
+        t = time.monotonic()
+        compose(project, env, "up", "-d", "--wait", timeout=UP_TIMEOUT_S)
+        figures["up_s"] = round(time.monotonic() - t, 1)
+        image = _bench_image()
+        t = time.monotonic()
+        first = workflow.run_image(str(image))
+        figures["first_execution_ms"] = round((time.monotonic() - t) * 1000, 1)
+        warm = []
+        for _ in range(runs):
+            t = time.monotonic()
+            outcome = workflow.run_image(str(image))
+            warm.append((time.monotonic() - t) * 1000)
+        figures["warm_execution_p50_ms"] = round(statistics.median(warm), 1)
+        figures["runs"] = runs
+        figures["status"] = {"first": _ended(first), "last": _ended(outcome)}
+        figures["image_mb"] = image_sizes_mb(project, env)
+    finally:
+        compose(project, env, "down", "-v", "--remove-orphans", timeout=DOWN_TIMEOUT_S)
+    return figures
+
+
+def _ended(outcome) -> str:
+    """How an execution ended: SUCCEEDED, or FAILED (its error)."""
+    return f"{outcome.status} ({outcome.error})" if outcome.error else outcome.status
+
+
+def _bench_image() -> Path:
+    """The workflow benchmark's image (a shared test image, else a generated one), as a file."""
+    from scones.workflow import _bench_image as bench_image
+
+    name, data = bench_image()
+    path = config.STATE_DIR / "bench" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def register_bench(bench: typer.Typer) -> None:
+    """Add `scones bench compose`."""
+
+    @bench.command("compose")
+    def bench_compose_cmd(
+        data_dir: Path = typer.Option(
+            None,
+            "--data-dir",
+            envvar="SCONES_DATA_DIR",
+            help="Dataset folder mounted read-only (default: the deployer downloads CIFAR-100).",
+        ),
+        runs: int = typer.Option(20, help="Warm executions to time."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        smoke: bool = typer.Option(
+            False, "--smoke", help="For CI: no cold (--no-cache) build, 3 warm executions."
+        ),
+    ) -> None:
+        """`docker compose` build (cold, cached), up to healthy, first and warm execution, sizes."""
+        figures = bench_compose(data_dir, runs=3 if smoke else runs, cold=not smoke)
+        if as_json:
+            print(json.dumps(figures))
+            return
+        for name, value in figures.items():
+            OUT.print(f"{name:24} {value}")
