@@ -42,7 +42,9 @@ def train(
     data: str = typer.Option(
         None, help="Staged dataset folder or s3://bucket/prefix (default: ../shared cifar100)."
     ),
-    out: Path = typer.Option(..., help="Output model dir (model.onnx + model.json)."),
+    out: Path = typer.Option(
+        None, help="Output model dir (model.onnx + model.json); default SCONES_MODEL_DIR."
+    ),
     arch: str = typer.Option(
         None, help="efficientnet-lite0 (ImageNet weights, fine-tuned) or resnet (from scratch)."
     ),
@@ -84,6 +86,9 @@ def train(
             f"training job {result['job_name']}: {result['status']} {result['model_data_url']}"
         )
         return
+    if cv and out is None:  # cv.json beside the served model would look like part of it
+        raise ModelCommandError("--cv writes DIR/cv.json: pass --out DIR")
+    out = Path(out or config.MODEL_DIR)
     overrides = {
         "epochs": epochs,
         "learning_rate": learning_rate,
