@@ -16,6 +16,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cloud.iam import policy_values, render_policy
+from cloud.settings import CloudSettings
 from scones import PROJECT_ROOT, SconesError, config
 
 LOG = logging.getLogger(__name__)
@@ -33,8 +35,15 @@ FUNCTION_READY_TIMEOUT_S = 180.0  # a first python3.X use may build its runtime 
 # A new IAM role takes ~10 s to be usable on AWS; creating with it fails until then.
 ROLE_PROPAGATION_TIMEOUT_S = 90.0
 EVENTS_TARGET_ID = "image-workflow"
-# Step Functions' own rule for .sync child executions (the batch's Map uses it on AWS).
-SFN_SYNC_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
+# Each role's permissions and trust policy: cloud/policies/<file>.json and <file>.trust.json, the
+# documents tests/cloud/test_iam.py checks for least privilege (one source, here and on AWS).
+ROLE_POLICY_FILES = {
+    "lambda": "lambda-role",
+    "states": "stepfunctions-role",
+    "events": "events-role",
+}
+# The notifications queue's resource policy: only our topic may send to it.
+NOTIFICATIONS_QUEUE_POLICY = "notifications-queue.resource"
 
 
 class DeployError(SconesError):
@@ -78,6 +87,15 @@ class Names:
 
 def names() -> Names:
     return Names(config.RESOURCE_PREFIX)
+
+
+def existing_role(kind: str) -> str:
+    """The role ARN the user named for ``kind`` (not ours to create or delete), else empty."""
+    return {
+        "lambda": config.LAMBDA_ROLE_ARN,
+        "states": config.STATES_ROLE_ARN,
+        "events": config.EVENTS_ROLE_ARN,
+    }[kind]
 
 
 @dataclass
@@ -253,20 +271,6 @@ def render_definition(path: Path, substitutions: dict[str, object]) -> str:
     return rendered
 
 
-def _policy(*statements: dict) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
-
-
-def _allow(actions: list[str], resources: list[str]) -> dict:
-    return {"Effect": "Allow", "Action": actions, "Resource": resources}
-
-
-def _trust(service: str) -> str:
-    return _policy(
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-    )
-
-
 # ------------------------------ Resources ------------------------------
 
 
@@ -301,6 +305,9 @@ class Deployer:
         self.threshold = threshold
         self.result = DeployResult(config.TARGET, config.REGION, clients.account, config.BUCKET)
         self.new_roles = False
+        self.policy_values = policy_values(
+            CloudSettings.from_config(), clients.account, config.RESOURCE_PREFIX
+        )
 
     def changed(self, what: str) -> None:
         LOG.info("deploy: %s", what)
@@ -330,7 +337,8 @@ class Deployer:
             self.changed(f"bucket {bucket} -> EventBridge notifications")
 
     # -- IAM --
-    def role(self, kind: str, service: str, policy: str, existing: str) -> str:
+    def role(self, kind: str, policy: str, existing: str) -> str:
+        """The role ``<prefix>-<kind>-role`` (created if missing) with ``policy`` attached."""
         if existing:  # accounts that may not create roles (course labs) name one instead
             self.result.roles[kind] = existing
             return existing
@@ -342,7 +350,7 @@ class Deployer:
                 raise DeployError(f"role {name}: {err}") from err
             arn = iam.create_role(
                 RoleName=name,
-                AssumeRolePolicyDocument=_trust(service),
+                AssumeRolePolicyDocument=self.policy_document(f"{ROLE_POLICY_FILES[kind]}.trust"),
                 Description="scones workflow",
             )["Role"]["Arn"]
             self.new_roles = True
@@ -352,59 +360,13 @@ class Deployer:
         return arn
 
     def roles(self) -> None:
-        c, n = self.c, self.n
-        bucket_arn = f"arn:{c.partition}:s3:::{config.BUCKET}"
-        functions = c.arn("lambda", f"function:{n.prefix}-*")
-        machines = [c.arn("states", f"stateMachine:{n.prefix}-*")]
-        executions = [
-            c.arn("states", f"execution:{n.prefix}-*"),
-            c.arn("states", f"mapRun:{n.prefix}-*"),
-        ]
-        self.role(
-            "lambda",
-            "lambda.amazonaws.com",
-            _policy(
-                _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], ["*"]),
-                _allow(["s3:GetObject"], [f"{bucket_arn}/*"]),
-                # Without ListBucket a missing key is 403, not 404: ImageNotFound needs it.
-                _allow(["s3:ListBucket"], [bucket_arn]),
-                _allow(["sagemaker:InvokeEndpoint"], [c.arn("sagemaker", "endpoint/*")]),
-            ),
-            config.LAMBDA_ROLE_ARN,
-        )
-        self.role(
-            "states",
-            "states.amazonaws.com",
-            _policy(
-                _allow(["lambda:InvokeFunction"], [functions, f"{functions}:*"]),
-                _allow(["sns:Publish"], [c.arn("sns", f"{n.topic}")]),
-                _allow(["sqs:SendMessage"], [c.arn("sqs", n.review_queue)]),
-                _allow(["s3:ListBucket"], [bucket_arn]),  # the batch's ItemReader
-                _allow(["states:StartExecution"], machines),
-                _allow(
-                    [
-                        "states:DescribeExecution",
-                        "states:StopExecution",
-                        "states:DescribeMapRun",
-                        "states:UpdateMapRun",
-                    ],
-                    executions,
-                ),
-                _allow(
-                    ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                    [c.arn("events", f"rule/{SFN_SYNC_RULE}")],
-                ),
-            ),
-            config.STATES_ROLE_ARN,
-        )
-        self.role(
-            "events",
-            "events.amazonaws.com",
-            _policy(
-                _allow(["states:StartExecution"], machines),
-            ),
-            config.EVENTS_ROLE_ARN,
-        )
+        """The three roles with the policies of cloud/policies/, the files test_iam checks."""
+        for kind, name in ROLE_POLICY_FILES.items():
+            self.role(kind, self.policy_document(name), existing_role(kind))
+
+    def policy_document(self, name: str) -> str:
+        """cloud/policies/<name>.json with this deployment's values, as IAM and SQS take it."""
+        return json.dumps(render_policy(name, self.policy_values))
 
     # -- SNS and SQS --
     def queue(self, name: str, attributes: dict[str, str]) -> tuple[str, str]:
@@ -425,21 +387,12 @@ class Deployer:
         sns, n = self.c.sns, self.n
         topic = sns.create_topic(Name=n.topic)["TopicArn"]  # returns the existing one if any
         self.result.topic_arn = topic
-        queue_arn = self.c.arn("sqs", n.notifications_queue)
         # SNS may deliver to the queue only with this policy (AWS checks it; LocalStack does not).
         url, queue_arn = self.queue(
             n.notifications_queue,
             {
                 "MessageRetentionPeriod": str(4 * 24 * 3600),
-                "Policy": _policy(
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": queue_arn,
-                        "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
-                    }
-                ),
+                "Policy": self.policy_document(NOTIFICATIONS_QUEUE_POLICY),
             },
         )
         self.result.notifications_queue_url = url
@@ -537,6 +490,7 @@ class Deployer:
         try:
             current = sfn.describe_state_machine(stateMachineArn=arn)
         except sfn.exceptions.StateMachineDoesNotExist:
+            self.validate_definition(name, definition)
             arn = self._retry_role(
                 lambda: sfn.create_state_machine(
                     name=name,
@@ -551,6 +505,7 @@ class Deployer:
             json.loads(current["definition"]) != json.loads(definition)
             or current["roleArn"] != role
         ):
+            self.validate_definition(name, definition)
             self._retry_role(
                 lambda: sfn.update_state_machine(
                     stateMachineArn=arn,
@@ -560,6 +515,24 @@ class Deployer:
             )
             self.changed(f"state machine {name} definition")
         return arn
+
+    def validate_definition(self, name: str, definition: str) -> None:
+        """On AWS, ValidateStateMachineDefinition first: a rejected definition changes nothing.
+
+        https://docs.aws.amazon.com/step-functions/latest/apireference/API_ValidateStateMachineDefinition.html
+        (the emulator parses the definition itself on create).
+        """
+        if config.TARGET != "cloud":
+            return
+        answer = self.c.sfn.validate_state_machine_definition(
+            definition=definition, type="STANDARD", severity="ERROR"
+        )
+        if answer["result"] != "OK":
+            problems = "; ".join(
+                f"{d['code']} at {d.get('location', '?')}: {d['message']}"
+                for d in answer.get("diagnostics", [])
+            )
+            raise DeployError(f"AWS rejects the definition of {name}: {problems}")
 
     # -- EventBridge --
     def incoming_rule(self) -> None:
@@ -702,13 +675,9 @@ def cleanup(dry_run: bool = False, force: bool = False, artifacts: bool = False)
         topic = ""
     if topic:
         step(f"topic {n.topic} (and its subscriptions)", lambda: c.sns.delete_topic(TopicArn=topic))
-    for kind, existing in (
-        ("lambda", config.LAMBDA_ROLE_ARN),
-        ("states", config.STATES_ROLE_ARN),
-        ("events", config.EVENTS_ROLE_ARN),
-    ):
+    for kind in ROLE_POLICY_FILES:
         name = n.role(kind)
-        if existing:
+        if existing_role(kind):
             continue  # not ours to delete
         try:
             policies = c.iam.list_role_policies(RoleName=name)["PolicyNames"]
