@@ -18,7 +18,7 @@ from rich.console import Console
 
 from cloud.iam import policy_values, render_policy
 from cloud.settings import CloudSettings
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, config, sagemaker_local
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -213,8 +213,13 @@ def loading_bays() -> dict[str, str]:
     return {str(k): str(v) for k, v in bays.items()}
 
 
-def function_environment(module: str, threshold: float | None = None) -> dict[str, str]:
-    """Each function's few variables; locally the endpoint URL points at the model server."""
+def function_environment(
+    module: str, threshold: float | None = None, runtime_url: str | None = None
+) -> dict[str, str]:
+    """Each function's few variables; locally the endpoint URL points at the model server.
+
+    ``runtime_url``: the SageMaker runtime API to call instead (an endpoint container's).
+    """
     classes = ",".join(class_names())
     env = {
         "serialize_image_data": {},
@@ -234,7 +239,7 @@ def function_environment(module: str, threshold: float | None = None) -> dict[st
     }[module]
     if module == "classify_image" and config.TARGET == "local":
         # The emulator injects AWS_ENDPOINT_URL (itself); SageMaker is our model server instead.
-        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = config.model_url()
+        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = runtime_url or config.model_url()
     return env
 
 
@@ -299,10 +304,13 @@ def wait_function_ready(lam, name: str, error: type[SconesError] = DeployError) 
 class Deployer:
     """Creates or updates each resource; every step is safe to repeat."""
 
-    def __init__(self, clients: Clients, threshold: float | None = None) -> None:
+    def __init__(
+        self, clients: Clients, threshold: float | None = None, runtime_url: str | None = None
+    ) -> None:
         self.c = clients
         self.n = names()
         self.threshold = threshold
+        self.runtime_url = runtime_url
         self.result = DeployResult(config.TARGET, config.REGION, clients.account, config.BUCKET)
         self.new_roles = False
         self.policy_values = policy_values(
@@ -430,7 +438,9 @@ class Deployer:
             "Role": self.result.roles["lambda"],
             "Timeout": config.LAMBDA_TIMEOUT,
             "MemorySize": config.LAMBDA_MEMORY,
-            "Environment": {"Variables": function_environment(module, self.threshold)},
+            "Environment": {
+                "Variables": function_environment(module, self.threshold, self.runtime_url)
+            },
         }
         try:
             current = lam.get_function_configuration(FunctionName=name)
@@ -602,13 +612,15 @@ class Deployer:
         return self.result
 
 
-def deploy(threshold: float | None = None) -> DeployResult:
+def deploy(threshold: float | None = None, runtime_url: str | None = None) -> DeployResult:
     """Create or update, idempotently, every workflow resource on the current target.
 
     :param threshold: overrides SCONES_CONFIDENCE_THRESHOLD for this deployment (tests use 1.01
         to send every image to review).
+    :param runtime_url: locally, the SageMaker runtime the classify function calls (default the
+        model server; `--target sagemaker-local`: the endpoint's container).
     """
-    return Deployer(Clients(), threshold).run()
+    return Deployer(Clients(), threshold, runtime_url).run()
 
 
 # ------------------------------ Cleanup ------------------------------
@@ -737,19 +749,33 @@ def register(app: typer.Typer) -> None:
         model_data: str = typer.Option(
             None, help="Cloud: the model.tar.gz to serve (default: the last cloud training)."
         ),
+        target: str = typer.Option(
+            None,
+            "--target",
+            help="local, cloud or sagemaker-local (the endpoint's requests run in Docker: our"
+            " model container serves the last `scones train --target sagemaker-local`);"
+            " default SCONES_TARGET.",
+        ),
     ) -> None:
         """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target.
 
-        With SCONES_TARGET=cloud, first the SageMaker endpoint (with data capture) it calls.
+        With SCONES_TARGET=cloud (or --target sagemaker-local), first the SageMaker endpoint
+        (with data capture) it calls.
         """
-        if config.TARGET == "cloud":
+        target = sagemaker_local.check_target(target)
+        runtime_url = None
+        if target != "local":
             import cloud
 
             with OUT.status("deploying the SageMaker endpoint ..."):
-                endpoint = cloud.deploy_endpoint(model_data)
+                if target == "cloud":
+                    endpoint = cloud.deploy_endpoint(model_data)
+                else:
+                    endpoint = sagemaker_local.deploy_endpoint(model_data)
+                    runtime_url = endpoint["url"]
             OUT.print(f"endpoint {endpoint['endpoint_name']}: {endpoint['action']}")
         with OUT.status(f"deploying the workflow to {_where()} ..."):
-            result = deploy()
+            result = deploy(runtime_url=runtime_url)
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
             return
@@ -773,9 +799,15 @@ def register(app: typer.Typer) -> None:
             False, "--artifacts", help="Cloud: also delete training jobs' model artifacts."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        target: str = typer.Option(
+            None, "--target", help="sagemaker-local: also stop its endpoint containers."
+        ),
     ) -> None:
         """Delete what the project created on the target (the bucket only with --force)."""
         done = cleanup(dry_run, force=force, artifacts=artifacts)
+        if sagemaker_local.check_target(target) == sagemaker_local.TARGET:
+            endpoints = sagemaker_local.endpoints() if dry_run else sagemaker_local.shutdown()
+            done += [f"local endpoint {name} (its container)" for name in endpoints]
         if as_json:
             print(json.dumps({"dry_run": dry_run, "resources": done}, indent=2))
             return
