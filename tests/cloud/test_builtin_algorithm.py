@@ -25,6 +25,9 @@ from scones import config, stage
 
 pytestmark = pytest.mark.integration
 PREFIX = "datasets/ic-doc-check/"
+# A bucket of its own: a dataset staged in the test stack's bucket would change other tests'
+# inputs (`scones load` draws "other vehicles" from every dataset staged there).
+BUCKET = "scones-ic-doc-check"
 ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker-role"
 # IC-Hyperparameter.html: every name the algorithm takes (a misspelt one is rejected by AWS).
 DOCUMENTED_HYPERPARAMETERS = {
@@ -45,13 +48,13 @@ def job(emulator, tmp_path_factory):
     names = [
         c["name"] for _, c in sorted(json.loads((source / "classes.json").read_text()).items())
     ]
-    stage.stage(source, ",".join(names), bucket=config.BUCKET, prefix=PREFIX,
+    stage.stage(source, ",".join(names), bucket=BUCKET, prefix=PREFIX,
                 out=tmp_path_factory.mktemp("staged"), validation_fraction=0.2)  # fmt: skip
     s3 = boto3.client("s3", region_name=config.REGION)  # AWS_ENDPOINT_URL: the emulator
     sagemaker = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     ).client("sagemaker")
-    settings = CloudSettings(region="us-east-1", bucket=config.BUCKET, role_arn=ROLE,
+    settings = CloudSettings(region="us-east-1", bucket=BUCKET, role_arn=ROLE,
                              dataset_prefix=PREFIX)  # fmt: skip
     captured = {}
     with Stubber(sagemaker) as stub:
@@ -160,7 +163,8 @@ def test_hp_every_name_is_one_the_algorithm_documents(job) -> None:
 def test_a_manifest_with_skipped_labels_is_refused_before_any_job(emulator) -> None:
     """IO: labels "are numbered successively and the numbering should start with 0"."""
     s3 = boto3.client("s3", region_name=config.REGION)
+    s3.create_bucket(Bucket=BUCKET)
     key = f"{PREFIX}bad/train.lst"
-    s3.put_object(Bucket=config.BUCKET, Key=key, Body=b"0\t0\ta.png\n1\t2\tb.png\n")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"0\t0\ta.png\n1\t2\tb.png\n")
     with pytest.raises(training.DatasetNotStaged, match=r"labels \[0, 2\] are not 0..1"):
-        training.read_lst(s3, config.BUCKET, key)
+        training.read_lst(s3, BUCKET, key)

@@ -28,6 +28,9 @@ from scones import config, deploy, sagemaker_local, stage, workflow
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BASE_IMAGE = "python:3.11-slim-trixie"
 PREFIX = "datasets/sm-local-e2e/"
+# A bucket of its own: staged datasets in the test stack's bucket would change other tests'
+# inputs (`scones load` draws "other vehicles" from every dataset staged there).
+BUCKET = "scones-sm-local-e2e"
 # ResNet-20 from scratch at 32 px, one epoch: the whole contract in seconds of training
 TINY = {"use_pretrained_model": 0, "image_shape": "3,32,32", "epochs": 1, "mini_batch_size": 32,
         "learning_rate": 0.05, "optimizer": "nag"}  # fmt: skip
@@ -57,7 +60,8 @@ def local_sagemaker(emulator, tmp_path_factory):
         "CLOUD_OUTPUT_PREFIX": "models/sm-local-e2e/",
         "ENDPOINT_NAME": "scones-sm-local-e2e",
         "RESOURCE_PREFIX": "scones-smle",
-        "CAPTURE_DESTINATION": "s3://scones-data/sm-local-e2e-capture",
+        "BUCKET": BUCKET,
+        "CAPTURE_DESTINATION": f"s3://{BUCKET}/sm-local-e2e-capture",
     }.items():
         patch.setattr(config, name, value)
     source = ev.write_synthetic_shapes(tmp_path_factory.mktemp("shapes"), num_classes=2)
@@ -65,7 +69,7 @@ def local_sagemaker(emulator, tmp_path_factory):
     for key, name in zip(("0", "1"), ("bicycle", "motorcycle"), strict=True):
         classes[key]["name"] = name
     (source / "classes.json").write_text(json.dumps(classes))
-    stage.stage(source, "bicycle,motorcycle", prefix=PREFIX, validation_fraction=0.2,
+    stage.stage(source, "bicycle,motorcycle", bucket=BUCKET, prefix=PREFIX, validation_fraction=0.2,
                 out=tmp_path_factory.mktemp("staged"))  # fmt: skip
     sagemaker_local.ensure_images()
     yield sagemaker_local.client()
@@ -182,13 +186,13 @@ def test_workflow_classifies_through_the_endpoint_container_and_capture_lands(en
     prefix = f"sm-local-e2e-capture/{endpoint['endpoint_name']}/AllTraffic/"
     deadline = time.monotonic() + 60  # the container flushes capture files every few seconds
     while time.monotonic() < deadline:
-        found = s3.list_objects_v2(Bucket="scones-data", Prefix=prefix).get("Contents", [])
+        found = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
         if found:
             break
         time.sleep(1)
-    assert found, f"no capture under s3://scones-data/{prefix}"
+    assert found, f"no capture under s3://{BUCKET}/{prefix}"
     record = json.loads(
-        s3.get_object(Bucket="scones-data", Key=found[0]["Key"])["Body"].read().splitlines()[0]
+        s3.get_object(Bucket=BUCKET, Key=found[0]["Key"])["Body"].read().splitlines()[0]
     )
     assert record["captureData"]["endpointInput"]["observedContentType"] == "image/png"
 
