@@ -8,6 +8,7 @@ function the ``scones`` CLI calls:
 - ``cloud.endpoint.deploy()``: model, endpoint config with DataCaptureConfig, endpoint (idempotent)
 - ``cloud.cleanup.plan_cleanup()`` / ``cloud.cleanup.cleanup()``: what to delete, then delete it
 - ``cloud.iam.render_policy()``: the least-privilege policies in ``cloud/policies/``
+- ``cloud.sagemaker_local.LocalSageMaker``: the same SageMaker requests run here, in Docker
 """
 
 from scones import SconesError
@@ -17,10 +18,17 @@ class CloudError(SconesError):
     """A cloud-target operation cannot go on; the message says what to change."""
 
 
-def train_and_remember() -> dict:
+def train_and_remember(
+    hyperparameters: dict | None = None,
+    clients: object | None = None,
+    settings: object | None = None,
+    remember: str = "cloud-model.json",
+) -> dict:
     """`scones train` on the cloud target: a SageMaker training job; its artifact is remembered.
 
-    The artifact's S3 URL and image go to <state>/cloud-model.json so `scones deploy` can serve it.
+    The artifact's S3 URL and image go to <state>/``remember`` so `scones deploy` can serve it.
+    ``clients``/``settings``: default AWS and the SCONES_* settings (the local SageMaker passes
+    its own).
     """
     import json
     from dataclasses import asdict
@@ -30,15 +38,21 @@ def train_and_remember() -> dict:
     from cloud.training import train
     from scones import config
 
-    settings = CloudSettings.from_config()
-    result = asdict(train(CloudClients.create(settings.region), settings, wait=True))
+    settings = settings or CloudSettings.from_config()
+    clients = clients or CloudClients.create(settings.region)
+    result = asdict(train(clients, settings, wait=True, hyperparameters=hyperparameters))
     if result.get("model_data_url"):
         config.STATE_DIR.mkdir(parents=True, exist_ok=True)
-        (config.STATE_DIR / "cloud-model.json").write_text(json.dumps(result, indent=2))
+        (config.STATE_DIR / remember).write_text(json.dumps(result, indent=2))
     return result
 
 
-def deploy_endpoint(model_data_url: str | None = None) -> dict:
+def deploy_endpoint(
+    model_data_url: str | None = None,
+    clients: object | None = None,
+    settings: object | None = None,
+    remember: str = "cloud-model.json",
+) -> dict:
     """`scones deploy` on the cloud target: the SageMaker endpoint with data capture.
 
     Serves ``model_data_url`` or the artifact of the last `scones train` on the cloud target.
@@ -52,15 +66,16 @@ def deploy_endpoint(model_data_url: str | None = None) -> dict:
     from scones import config
 
     image_uri = None
-    remembered = config.STATE_DIR / "cloud-model.json"
+    remembered = config.STATE_DIR / remember
     if not model_data_url:
         if not remembered.exists():
             raise CloudError(
-                "no model artifact to serve: run `scones train` with SCONES_TARGET=cloud first, "
-                "or pass --model-data s3://.../model.tar.gz"
+                "no model artifact to serve: run `scones train` with SCONES_TARGET=cloud first "
+                "(or --target sagemaker-local, whichever you deploy to), or pass --model-data "
+                "s3://.../model.tar.gz"
             )
         last = json.loads(remembered.read_text())
         model_data_url, image_uri = last["model_data_url"], last.get("image_uri")
-    settings = CloudSettings.from_config()
-    clients = CloudClients.create(settings.region)
+    settings = settings or CloudSettings.from_config()
+    clients = clients or CloudClients.create(settings.region)
     return asdict(deploy(clients, settings, model_data_url, image_uri=image_uri))

@@ -9,6 +9,10 @@ Each role has a permissions policy ``<role>.json`` and a trust policy ``<role>.t
   run the batch's child executions)
 - ``events-role``: EventBridge starting the workflow for a new image
 - ``operator.json``: the person or CI running ``scones`` with SCONES_TARGET=cloud
+- ``notifications-queue.resource.json``: the SQS queue's resource policy (only our topic sends)
+
+``scones deploy`` attaches exactly these documents, on the emulator and on AWS: the policy the
+tests check is the one attached.
 
 The files hold ``${Placeholder}`` names (see PLACEHOLDERS) and no account data or credentials;
 ``render_policy`` fills them in. Role names follow ``scones deploy``: ``<NamePrefix>-lambda-role``,

@@ -108,7 +108,10 @@ def processor(instance_type: str) -> str:
 
 
 def _sdk_retrieve(**kwargs: str) -> str | None:
-    """``image_uris.retrieve`` of whichever sagemaker SDK is installed (2.x or 3.x), else None."""
+    """``image_uris.retrieve`` of whichever sagemaker SDK is installed (2.x or 3.x), else None.
+
+    None too when that SDK does not know the image (sagemaker 2.x stops at PyTorch 2.8).
+    """
     try:
         from sagemaker import image_uris  # sagemaker 2.x
     except ImportError:
@@ -116,7 +119,11 @@ def _sdk_retrieve(**kwargs: str) -> str | None:
             from sagemaker.core import image_uris  # sagemaker 3.x / sagemaker-core
         except ImportError:
             return None
-    return image_uris.retrieve(**kwargs)
+    try:
+        return image_uris.retrieve(**kwargs)
+    except ValueError as err:  # an older SDK's tables lack this version or region: ours know it
+        LOG.info("the sagemaker SDK has no image for %s (%s); using the table", kwargs, err)
+        return None
 
 
 def image_classification_uri(region: str, use_sdk: bool = True) -> str:

@@ -2,7 +2,7 @@
 
 The built-in job is the course's: four channels (train, validation, train_lst, validation_lst) of
 PNGs and .lst manifests, content type application/x-image, hyperparameters image_shape 3,32,32,
-num_classes 2 and num_training_samples counted from train.lst
+num_classes and num_training_samples counted from train.lst
 (https://docs.aws.amazon.com/sagemaker/latest/dg/image-classification.html). The data is the
 prefix `scones stage` wrote; validation must be carved from train (``--validation-fraction``):
 the test split is never used for training or validation.
@@ -35,21 +35,22 @@ LOG = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_CONTENT_TYPE = "application/x-image"  # the course uses it for the .lst channels too
-# The course's hyperparameters (image_shape, num_classes; num_training_samples is counted), plus
+# The course's hyperparameters (image_shape; num_classes and num_training_samples are counted), plus
 # the algorithm's defaults for the rest written out, so the job's settings are visible here.
 # Everything else (num_layers 152, optimizer sgd, ...) is the algorithm's default, as in the course.
 BUILTIN_HYPERPARAMETERS: dict[str, str] = {
     "image_shape": "3,32,32",  # channels,height,width of the CIFAR images
-    "num_classes": "2",  # bicycle, motorcycle
     "epochs": "30",  # passes over train (algorithm default)
     "mini_batch_size": "32",  # images per step (algorithm default)
     "learning_rate": "0.1",  # SGD step size (algorithm default)
 }
-# What the PyTorch job's entry point is, relative to the uploaded source directory.
+# What the PyTorch job's entry point is, relative to the uploaded source directory: the toolkit
+# runs `python local_model/train.py --name value ...` in /opt/ml/code (its __main__ section).
 PYTORCH_PROGRAM = "local_model/train.py"
-# Folders packed into sourcedir.tar.gz; the model and caches are left out.
-SOURCE_PACKAGES = ("local_model", "scones")
-SOURCE_EXCLUDE = ("__pycache__", "default", ".onnx", ".pt", ".pyc")
+# The files sourcedir.tar.gz holds: the entry point and what it imports, nothing else (no
+# server, no scones core, no committed model). tests/local_model/test_train_sagemaker.py runs
+# the script from an unpacked copy, so a missing import fails there.
+SOURCE_FILES = ("local_model/__init__.py", PYTORCH_PROGRAM, "local_model/preprocess.py")
 DATASET_CHANNEL = "dataset"  # the PyTorch job reads the staged folder from SM_CHANNEL_DATASET
 POLL_SECONDS = 30.0  # DescribeTrainingJob interval while waiting
 
@@ -78,8 +79,22 @@ def job_name(trainer: str, now: datetime | None = None) -> str:
     return f"scones-{'ic' if trainer == 'builtin' else 'pt'}-{stamp}"
 
 
-def count_lst(s3: Any, bucket: str, key: str) -> int:
-    """Number of images listed in an .lst manifest in S3 (non-empty lines)."""
+@dataclass(frozen=True)
+class LstManifest:
+    """An .lst manifest as the image-classification algorithm reads it (index, label, path)."""
+
+    rows: list[tuple[int, int, str]]
+
+    @property
+    def num_classes(self) -> int:
+        return len({label for _, label, _ in self.rows})
+
+
+def read_lst(s3: Any, bucket: str, key: str) -> LstManifest:
+    """An .lst manifest in S3, checked as the algorithm documents it: tab-separated image index
+    (unique), class label (0, 1, ... with none skipped) and relative path, one image a line.
+    https://docs.aws.amazon.com/sagemaker/latest/dg/image-classification.html#IC-inputoutput
+    """
     from botocore.exceptions import ClientError
 
     try:
@@ -91,7 +106,28 @@ def count_lst(s3: Any, bucket: str, key: str) -> int:
                 "with SCONES_TARGET=cloud first"
             ) from err
         raise
-    return sum(1 for line in body.splitlines() if line.strip())
+    rows = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        try:
+            index, label, path = int(fields[0]), int(float(fields[1])), fields[2].strip()
+            if len(fields) != 3 or not path:
+                raise ValueError(line)
+        except (ValueError, IndexError) as err:
+            raise DatasetNotStaged(
+                f"s3://{bucket}/{key}:{number} is not index<TAB>label<TAB>path: {line!r}"
+            ) from err
+        rows.append((index, label, path))
+    if len({index for index, _, _ in rows}) != len(rows):
+        raise DatasetNotStaged(f"s3://{bucket}/{key}: image indices repeat; each must be unique")
+    labels = {label for _, label, _ in rows}
+    if labels != set(range(len(labels))):
+        raise DatasetNotStaged(
+            f"s3://{bucket}/{key}: class labels {sorted(labels)} are not 0..{len(labels) - 1}"
+        )
+    return LstManifest(rows)
 
 
 def _channel(name: str, uri: str, content_type: str | None) -> dict[str, Any]:
@@ -137,6 +173,7 @@ def builtin_training_request(
     num_training_samples: int,
     image_uri: str,
     hyperparameters: dict[str, str] | None = None,
+    num_classes: int = 2,
 ) -> dict[str, Any]:
     """CreateTrainingJob arguments for the built-in image-classification algorithm."""
     prefix = settings.dataset_prefix
@@ -149,6 +186,7 @@ def builtin_training_request(
     request = _common_request(settings, name, image_uri, channels)
     request["HyperParameters"] = {
         **BUILTIN_HYPERPARAMETERS,
+        "num_classes": str(num_classes),
         "num_training_samples": str(num_training_samples),
         **(hyperparameters or {}),
     }
@@ -156,13 +194,22 @@ def builtin_training_request(
 
 
 def pytorch_training_request(
-    settings: CloudSettings, name: str, image_uri: str, source_uri: str
+    settings: CloudSettings,
+    name: str,
+    image_uri: str,
+    source_uri: str,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """CreateTrainingJob arguments for local_model/train.py in the PyTorch training container."""
+    """CreateTrainingJob arguments for local_model/train.py in the PyTorch training container.
+
+    ``hyperparameters``: train.py's HYP names (epochs, image_shape, ...); the toolkit passes each
+    to the script as ``--name value``.
+    """
     channels = [_channel(DATASET_CHANNEL, settings.s3_uri(settings.dataset_prefix), None)]
     request = _common_request(settings, name, image_uri, channels)
     # The training toolkit JSON-decodes each value, as the SDK's Framework estimator encodes them.
     request["HyperParameters"] = {
+        **{key: json.dumps(value) for key, value in (hyperparameters or {}).items()},
         "sagemaker_program": json.dumps(PYTORCH_PROGRAM),
         "sagemaker_submit_directory": json.dumps(source_uri),
         "sagemaker_region": json.dumps(settings.region),
@@ -181,7 +228,7 @@ def _train_requirements(root: Path) -> str:
 
 
 def package_source(root: Path | None = None) -> bytes:
-    """sourcedir.tar.gz: our packages and a requirements.txt, reproducible byte for byte."""
+    """sourcedir.tar.gz: the training script, its imports and requirements.txt, byte-stable."""
     root = root or PROJECT_ROOT
     program = root / PYTORCH_PROGRAM
     if not program.is_file():
@@ -198,14 +245,8 @@ def package_source(root: Path | None = None) -> bytes:
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
 
-        for package in SOURCE_PACKAGES:
-            for path in sorted((root / package).rglob("*")):
-                relative = path.relative_to(root)
-                if path.is_file() and not any(
-                    part in SOURCE_EXCLUDE or part.endswith(SOURCE_EXCLUDE)
-                    for part in relative.parts
-                ):
-                    add(relative.as_posix(), path.read_bytes())
+        for relative in SOURCE_FILES:
+            add(relative, (root / relative).read_bytes())
         add("requirements.txt", _train_requirements(root).encode())
     return buffer.getvalue()
 
@@ -215,8 +256,12 @@ def start_training(
     settings: CloudSettings,
     name: str | None = None,
     use_sdk: bool = True,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> TrainingResult:
-    """Create the training job the settings ask for (``settings.trainer``); do not wait."""
+    """Create the training job the settings ask for (``settings.trainer``); do not wait.
+
+    ``hyperparameters`` override the job's (both trainers name them like the algorithm).
+    """
     name = name or job_name(settings.trainer)
     if settings.trainer == "pytorch" and not settings.model_image:
         raise CloudError(
@@ -224,13 +269,20 @@ def start_training(
             "docker/Dockerfile.model to ECR and set SCONES_CLOUD_MODEL_IMAGE to its URI"
         )
     if settings.trainer == "builtin":
-        samples = count_lst(clients.s3, settings.bucket, f"{settings.dataset_prefix}train.lst")
-        count_lst(clients.s3, settings.bucket, f"{settings.dataset_prefix}validation.lst")
+        train_lst = read_lst(clients.s3, settings.bucket, f"{settings.dataset_prefix}train.lst")
+        read_lst(clients.s3, settings.bucket, f"{settings.dataset_prefix}validation.lst")
         image = image_classification_uri(settings.region, use_sdk=use_sdk)
-        request = builtin_training_request(settings, name, samples, image)
+        request = builtin_training_request(
+            settings,
+            name,
+            len(train_lst.rows),
+            image,
+            {k: str(v) for k, v in (hyperparameters or {}).items()},
+            num_classes=train_lst.num_classes,
+        )
         serving_image = image  # the algorithm's image also serves its own MXNet artifacts
     else:
-        count_lst(clients.s3, settings.bucket, f"{settings.dataset_prefix}train.lst")
+        read_lst(clients.s3, settings.bucket, f"{settings.dataset_prefix}train.lst")
         image = pytorch_training_uri(
             settings.region,
             settings.pytorch_version,
@@ -240,7 +292,9 @@ def start_training(
         )
         key = f"{settings.output_prefix}{name}/source/sourcedir.tar.gz"
         clients.s3.put_object(Bucket=settings.bucket, Key=key, Body=package_source())
-        request = pytorch_training_request(settings, name, image, f"s3://{settings.bucket}/{key}")
+        request = pytorch_training_request(
+            settings, name, image, f"s3://{settings.bucket}/{key}", hyperparameters
+        )
         serving_image = settings.model_image
     LOG.info("creating training job %s with image %s", name, image)
     clients.sagemaker.create_training_job(**request)
@@ -277,10 +331,14 @@ def wait_for_training(
 
 
 def train(
-    clients: CloudClients, settings: CloudSettings, wait: bool = True, name: str | None = None
+    clients: CloudClients,
+    settings: CloudSettings,
+    wait: bool = True,
+    name: str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Start a training job and (by default) wait for its model artifact."""
-    started = start_training(clients, settings, name=name)
+    started = start_training(clients, settings, name=name, hyperparameters=hyperparameters)
     if not wait:
         return started
     # The job's own MaxRuntimeInSeconds plus start-up and upload time.

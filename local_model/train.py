@@ -461,6 +461,19 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def pick_device() -> str:
+    """cuda when PyTorch sees a GPU (a SageMaker ml.p3/ml.g5 instance), else cpu.
+
+    The recipe is the same on both; only the CPU run reproduces the committed model byte for
+    byte (GPU kernels sum in another order).
+    """
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
@@ -538,7 +551,7 @@ def trunk_views(
     hs, ts = [], []
     for i in range(0, len(xs), bs):
         x = augment(xs[i : i + bs], hyp["augmentation_type"], gen)
-        h = model.trunk(trunk_input(norm, x, hyp))
+        h = model.trunk(trunk_input(norm, x, hyp).to(device_of(model)))
         hs.append(h)
         if teacher is not None:
             ts.append(F.softmax(teacher.imagenet_fc(teacher.features(h)), 1))
@@ -551,8 +564,12 @@ def plain_trunk(
 ) -> torch.Tensor:
     """Un-augmented trunk outputs. The trunk is frozen, so validation computes them only once."""
     model.eval()
+    device = device_of(model)
     return torch.cat(
-        [model.trunk(trunk_input(norm, x[i : i + bs], hyp)) for i in range(0, len(x), bs)]
+        [
+            model.trunk(trunk_input(norm, x[i : i + bs], hyp).to(device))
+            for i in range(0, len(x), bs)
+        ]
     )
 
 
@@ -581,7 +598,7 @@ def infer(
             out["trunk"].append(h.mean((2, 3)))
         if model.imagenet_fc is not None:
             out["imagenet"].append(model.imagenet_fc(feats))
-    return {k: torch.cat(v) if v else None for k, v in out.items()}
+    return {k: torch.cat(v).cpu() if v else None for k, v in out.items()}
 
 
 def fit_model(
@@ -590,18 +607,22 @@ def fit_model(
     val: Split,
     progress: Callable[[dict], None] | None = None,
     val_logits: list | None = None,
+    device: str | None = None,
 ) -> tuple[nn.Module, list[dict], torch.Tensor | None]:
     """Train; keep the epoch with the best validation accuracy (ties: lower loss).
 
     Returns the model, the per-epoch history and the validation images' plain_trunk outputs.
     ``val_logits``: each epoch's validation logits are appended to it (cross_validate pools them).
+    ``device``: cuda or cpu, default pick_device(). Data and augmentation stay on the CPU; the
+    network, its cached trunk outputs and the optimiser live on the device.
     """
     seed_everything(hyp["seed"])
-    gen = torch.Generator().manual_seed(hyp["seed"])
-    model = build_model(hyp, len(train.classes)).to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(hyp["seed"])  # on the CPU: the same draws on any device
+    device = torch.device(device or pick_device())
+    model = build_model(hyp, len(train.classes)).to(device, memory_format=torch.channels_last)
     teacher = None
     if hyp["use_pretrained_model"] and hyp["distill_weight"] > 0:
-        teacher = LiteNet(1, hyp["freeze_blocks"]).eval()  # the untouched ImageNet network
+        teacher = LiteNet(1, hyp["freeze_blocks"]).eval().to(device)  # the untouched ImageNet net
     norm = Normalize(**{k: input_spec(hyp)[k] for k in ("mean", "std")})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, hyp)
@@ -631,7 +652,7 @@ def fit_model(
                 h, target = channels_last(h[idx]), None if target is None else target[idx]
             else:
                 h, target = trunk_views(model, teacher, norm, xs[idx], hyp, gen)
-            loss, right = train_step(model, h, target, ys[idx], opt, hyp)
+            loss, right = train_step(model, h, target, ys[idx].to(device), opt, hyp)
             sched.step()
             if ema is not model:
                 with torch.no_grad():
@@ -897,6 +918,7 @@ def run(
     progress: Callable[[dict], None] | None = None,
     threshold: float = 0.93,
     export_pytorch: bool = False,
+    device: str | None = None,
 ) -> dict:
     """The whole run: load, split, train, calibrate, export. Returns model.json's content.
 
@@ -910,7 +932,8 @@ def run(
         train, val = full, source.load("validation", hyp["input_size"])
     else:
         train, val = carve_validation(full, hyp["val_fraction"], hyp["seed"])
-    model, history, val_trunk = fit_model(hyp, train, val, progress)
+    device = device or pick_device()
+    model, history, val_trunk = fit_model(hyp, train, val, progress, device=device)
     spec = input_spec(hyp)
     norm = Normalize(spec["mean"], spec["std"])
     train_out = infer(model, norm, to_tensor(train.images), hyp)
@@ -918,7 +941,8 @@ def run(
     yv = torch.from_numpy(val.labels)
     temperature = fit_temperature(val_out["logits"], yv)
     cal = calibrate_ood(train_out, torch.from_numpy(train.labels), val_out)
-    model = model.to(memory_format=torch.contiguous_format)  # plain weights in the exported graph
+    # plain weights in the exported graph, which is traced on the CPU
+    model = model.to(memory_format=torch.contiguous_format).cpu()
     served = ServedModel(model, working_size(hyp), temperature, cal).eval()
     with torch.no_grad():
         val_probs = served(norm(to_tensor(val.images)))[0].numpy()
@@ -972,6 +996,7 @@ def run(
             "class_counts": np.bincount(full.labels, minlength=len(full.classes)).tolist(),
         },
         "training_seconds": round(training_seconds, 1),
+        "device": str(device),
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -1030,3 +1055,74 @@ def cross_validate(
         "hyperparameters": hyp,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
+
+
+# ------------------------------ SageMaker entry point ------------------------------
+# SageMaker's PyTorch container runs this file through the sagemaker-training toolkit as
+# `python local_model/train.py --epochs 12 ...` in /opt/ml/code: each hyperparameter of the
+# CreateTrainingJob request becomes `--name value`; the data channels, the model directory and the
+# output directory come in SM_* variables. What it leaves in SM_MODEL_DIR is what `scones serve`
+# loads (model.onnx + model.json); SageMaker packs it into model.tar.gz.
+# https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIABLES.md
+SM_DATA_CHANNELS = ("SM_CHANNEL_DATASET", "SM_CHANNEL_TRAINING")  # ours, then the SDK's default
+
+
+def sagemaker_data_dir(environ: dict[str, str]) -> str:
+    """The staged dataset's folder: SM_CHANNEL_DATASET, SM_CHANNEL_TRAINING or the only channel."""
+    for name in SM_DATA_CHANNELS:
+        if environ.get(name):
+            return environ[name]
+    channels = sorted(k for k in environ if k.startswith("SM_CHANNEL_"))
+    if len(channels) == 1:
+        return environ[channels[0]]
+    raise TrainingError(
+        f"no dataset channel: expected one of {', '.join(SM_DATA_CHANNELS)}, got "
+        f"{', '.join(channels) or 'none'}; name the channel `dataset` or pass --data"
+    )
+
+
+def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    """The SageMaker script: hyperparameters as --name value, SM_* folders; returns exit status."""
+    import argparse
+    import sys
+
+    environ = dict(os.environ if environ is None else environ)
+    parser = argparse.ArgumentParser(
+        prog="local_model/train.py", description="Train as a SageMaker script-mode job."
+    )
+    for key, default in HYP.items():
+        parser.add_argument(f"--{key}", default=None, help=f"hyperparameter (default {default})")
+    parser.add_argument("--data", default=None, help="default: the SM_CHANNEL_* folder")
+    parser.add_argument(
+        "--device", choices=("cuda", "cpu"), default=None, help="default: cuda if any"
+    )
+    args = vars(parser.parse_args(argv))
+    data, device = args.pop("data"), args.pop("device")
+    model_dir = Path(environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    output_dir = Path(environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+
+    def report(row: dict) -> None:  # key=value lines: CloudWatch metric definitions match them
+        print(
+            " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        )
+
+    try:
+        try:
+            hyp = resolve_hyp(args)
+        except ValueError as err:  # a hyperparameter that is not a number of its kind
+            raise TrainingError(f"bad hyperparameter: {err}") from err
+        meta = run(data or sagemaker_data_dir(environ), model_dir, hyp, report, device=device)
+    except TrainingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if environ.get("SM_OUTPUT_DIR"):  # SageMaker shows this file as the job's FailureReason
+            (Path(environ["SM_OUTPUT_DIR"]) / "failure").write_text(f"{err}\n")
+        return 1
+    output_dir.mkdir(parents=True, exist_ok=True)  # output.tar.gz: the run's figures
+    (output_dir / "metrics.json").write_text(json.dumps(meta["metrics"], indent=2) + "\n")
+    val = meta["metrics"]["validation"]
+    print(f"validation_accuracy={val['accuracy']:.4f} validation_coverage={val['coverage']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

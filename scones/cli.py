@@ -66,9 +66,12 @@ for _module in (containers, endpoint, model, stack, workflow):
 
 
 def run() -> None:
-    """Entry point: named errors print one line and exit 1, never a traceback."""
+    """Entry point: named errors print one line and exit 1 (a bad setting: 2), never a traceback."""
     try:
         app()
+    except config.ConfigError as err:  # like a bad option: the command never started
+        ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
+        raise SystemExit(2) from None
     except SconesError as err:
         ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise SystemExit(1) from None

@@ -16,7 +16,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, SconesError, config
+from cloud.iam import policy_values, render_policy
+from cloud.settings import CloudSettings
+from scones import PROJECT_ROOT, SconesError, config, sagemaker_local
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -33,8 +35,15 @@ FUNCTION_READY_TIMEOUT_S = 180.0  # a first python3.X use may build its runtime 
 # A new IAM role takes ~10 s to be usable on AWS; creating with it fails until then.
 ROLE_PROPAGATION_TIMEOUT_S = 90.0
 EVENTS_TARGET_ID = "image-workflow"
-# Step Functions' own rule for .sync child executions (the batch's Map uses it on AWS).
-SFN_SYNC_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
+# Each role's permissions and trust policy: cloud/policies/<file>.json and <file>.trust.json, the
+# documents tests/cloud/test_iam.py checks for least privilege (one source, here and on AWS).
+ROLE_POLICY_FILES = {
+    "lambda": "lambda-role",
+    "states": "stepfunctions-role",
+    "events": "events-role",
+}
+# The notifications queue's resource policy: only our topic may send to it.
+NOTIFICATIONS_QUEUE_POLICY = "notifications-queue.resource"
 
 
 class DeployError(SconesError):
@@ -78,6 +87,15 @@ class Names:
 
 def names() -> Names:
     return Names(config.RESOURCE_PREFIX)
+
+
+def existing_role(kind: str) -> str:
+    """The role ARN the user named for ``kind`` (not ours to create or delete), else empty."""
+    return {
+        "lambda": config.LAMBDA_ROLE_ARN,
+        "states": config.STATES_ROLE_ARN,
+        "events": config.EVENTS_ROLE_ARN,
+    }[kind]
 
 
 @dataclass
@@ -195,8 +213,13 @@ def loading_bays() -> dict[str, str]:
     return {str(k): str(v) for k, v in bays.items()}
 
 
-def function_environment(module: str, threshold: float | None = None) -> dict[str, str]:
-    """Each function's few variables; locally the endpoint URL points at the model server."""
+def function_environment(
+    module: str, threshold: float | None = None, runtime_url: str | None = None
+) -> dict[str, str]:
+    """Each function's few variables; locally the endpoint URL points at the model server.
+
+    ``runtime_url``: the SageMaker runtime API to call instead (an endpoint container's).
+    """
     classes = ",".join(class_names())
     env = {
         "serialize_image_data": {},
@@ -216,7 +239,7 @@ def function_environment(module: str, threshold: float | None = None) -> dict[st
     }[module]
     if module == "classify_image" and config.TARGET == "local":
         # The emulator injects AWS_ENDPOINT_URL (itself); SageMaker is our model server instead.
-        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = config.model_url()
+        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = runtime_url or config.model_url()
     return env
 
 
@@ -253,20 +276,6 @@ def render_definition(path: Path, substitutions: dict[str, object]) -> str:
     return rendered
 
 
-def _policy(*statements: dict) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
-
-
-def _allow(actions: list[str], resources: list[str]) -> dict:
-    return {"Effect": "Allow", "Action": actions, "Resource": resources}
-
-
-def _trust(service: str) -> str:
-    return _policy(
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-    )
-
-
 # ------------------------------ Resources ------------------------------
 
 
@@ -295,12 +304,18 @@ def wait_function_ready(lam, name: str, error: type[SconesError] = DeployError) 
 class Deployer:
     """Creates or updates each resource; every step is safe to repeat."""
 
-    def __init__(self, clients: Clients, threshold: float | None = None) -> None:
+    def __init__(
+        self, clients: Clients, threshold: float | None = None, runtime_url: str | None = None
+    ) -> None:
         self.c = clients
         self.n = names()
         self.threshold = threshold
+        self.runtime_url = runtime_url
         self.result = DeployResult(config.TARGET, config.REGION, clients.account, config.BUCKET)
         self.new_roles = False
+        self.policy_values = policy_values(
+            CloudSettings.from_config(), clients.account, config.RESOURCE_PREFIX
+        )
 
     def changed(self, what: str) -> None:
         LOG.info("deploy: %s", what)
@@ -330,7 +345,8 @@ class Deployer:
             self.changed(f"bucket {bucket} -> EventBridge notifications")
 
     # -- IAM --
-    def role(self, kind: str, service: str, policy: str, existing: str) -> str:
+    def role(self, kind: str, policy: str, existing: str) -> str:
+        """The role ``<prefix>-<kind>-role`` (created if missing) with ``policy`` attached."""
         if existing:  # accounts that may not create roles (course labs) name one instead
             self.result.roles[kind] = existing
             return existing
@@ -342,7 +358,7 @@ class Deployer:
                 raise DeployError(f"role {name}: {err}") from err
             arn = iam.create_role(
                 RoleName=name,
-                AssumeRolePolicyDocument=_trust(service),
+                AssumeRolePolicyDocument=self.policy_document(f"{ROLE_POLICY_FILES[kind]}.trust"),
                 Description="scones workflow",
             )["Role"]["Arn"]
             self.new_roles = True
@@ -352,59 +368,13 @@ class Deployer:
         return arn
 
     def roles(self) -> None:
-        c, n = self.c, self.n
-        bucket_arn = f"arn:{c.partition}:s3:::{config.BUCKET}"
-        functions = c.arn("lambda", f"function:{n.prefix}-*")
-        machines = [c.arn("states", f"stateMachine:{n.prefix}-*")]
-        executions = [
-            c.arn("states", f"execution:{n.prefix}-*"),
-            c.arn("states", f"mapRun:{n.prefix}-*"),
-        ]
-        self.role(
-            "lambda",
-            "lambda.amazonaws.com",
-            _policy(
-                _allow(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], ["*"]),
-                _allow(["s3:GetObject"], [f"{bucket_arn}/*"]),
-                # Without ListBucket a missing key is 403, not 404: ImageNotFound needs it.
-                _allow(["s3:ListBucket"], [bucket_arn]),
-                _allow(["sagemaker:InvokeEndpoint"], [c.arn("sagemaker", "endpoint/*")]),
-            ),
-            config.LAMBDA_ROLE_ARN,
-        )
-        self.role(
-            "states",
-            "states.amazonaws.com",
-            _policy(
-                _allow(["lambda:InvokeFunction"], [functions, f"{functions}:*"]),
-                _allow(["sns:Publish"], [c.arn("sns", f"{n.topic}")]),
-                _allow(["sqs:SendMessage"], [c.arn("sqs", n.review_queue)]),
-                _allow(["s3:ListBucket"], [bucket_arn]),  # the batch's ItemReader
-                _allow(["states:StartExecution"], machines),
-                _allow(
-                    [
-                        "states:DescribeExecution",
-                        "states:StopExecution",
-                        "states:DescribeMapRun",
-                        "states:UpdateMapRun",
-                    ],
-                    executions,
-                ),
-                _allow(
-                    ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                    [c.arn("events", f"rule/{SFN_SYNC_RULE}")],
-                ),
-            ),
-            config.STATES_ROLE_ARN,
-        )
-        self.role(
-            "events",
-            "events.amazonaws.com",
-            _policy(
-                _allow(["states:StartExecution"], machines),
-            ),
-            config.EVENTS_ROLE_ARN,
-        )
+        """The three roles with the policies of cloud/policies/, the files test_iam checks."""
+        for kind, name in ROLE_POLICY_FILES.items():
+            self.role(kind, self.policy_document(name), existing_role(kind))
+
+    def policy_document(self, name: str) -> str:
+        """cloud/policies/<name>.json with this deployment's values, as IAM and SQS take it."""
+        return json.dumps(render_policy(name, self.policy_values))
 
     # -- SNS and SQS --
     def queue(self, name: str, attributes: dict[str, str]) -> tuple[str, str]:
@@ -425,21 +395,12 @@ class Deployer:
         sns, n = self.c.sns, self.n
         topic = sns.create_topic(Name=n.topic)["TopicArn"]  # returns the existing one if any
         self.result.topic_arn = topic
-        queue_arn = self.c.arn("sqs", n.notifications_queue)
         # SNS may deliver to the queue only with this policy (AWS checks it; LocalStack does not).
         url, queue_arn = self.queue(
             n.notifications_queue,
             {
                 "MessageRetentionPeriod": str(4 * 24 * 3600),
-                "Policy": _policy(
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": queue_arn,
-                        "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
-                    }
-                ),
+                "Policy": self.policy_document(NOTIFICATIONS_QUEUE_POLICY),
             },
         )
         self.result.notifications_queue_url = url
@@ -477,7 +438,9 @@ class Deployer:
             "Role": self.result.roles["lambda"],
             "Timeout": config.LAMBDA_TIMEOUT,
             "MemorySize": config.LAMBDA_MEMORY,
-            "Environment": {"Variables": function_environment(module, self.threshold)},
+            "Environment": {
+                "Variables": function_environment(module, self.threshold, self.runtime_url)
+            },
         }
         try:
             current = lam.get_function_configuration(FunctionName=name)
@@ -537,6 +500,7 @@ class Deployer:
         try:
             current = sfn.describe_state_machine(stateMachineArn=arn)
         except sfn.exceptions.StateMachineDoesNotExist:
+            self.validate_definition(name, definition)
             arn = self._retry_role(
                 lambda: sfn.create_state_machine(
                     name=name,
@@ -551,6 +515,7 @@ class Deployer:
             json.loads(current["definition"]) != json.loads(definition)
             or current["roleArn"] != role
         ):
+            self.validate_definition(name, definition)
             self._retry_role(
                 lambda: sfn.update_state_machine(
                     stateMachineArn=arn,
@@ -560,6 +525,24 @@ class Deployer:
             )
             self.changed(f"state machine {name} definition")
         return arn
+
+    def validate_definition(self, name: str, definition: str) -> None:
+        """On AWS, ValidateStateMachineDefinition first: a rejected definition changes nothing.
+
+        https://docs.aws.amazon.com/step-functions/latest/apireference/API_ValidateStateMachineDefinition.html
+        (the emulator parses the definition itself on create).
+        """
+        if config.TARGET != "cloud":
+            return
+        answer = self.c.sfn.validate_state_machine_definition(
+            definition=definition, type="STANDARD", severity="ERROR"
+        )
+        if answer["result"] != "OK":
+            problems = "; ".join(
+                f"{d['code']} at {d.get('location', '?')}: {d['message']}"
+                for d in answer.get("diagnostics", [])
+            )
+            raise DeployError(f"AWS rejects the definition of {name}: {problems}")
 
     # -- EventBridge --
     def incoming_rule(self) -> None:
@@ -629,13 +612,15 @@ class Deployer:
         return self.result
 
 
-def deploy(threshold: float | None = None) -> DeployResult:
+def deploy(threshold: float | None = None, runtime_url: str | None = None) -> DeployResult:
     """Create or update, idempotently, every workflow resource on the current target.
 
     :param threshold: overrides SCONES_CONFIDENCE_THRESHOLD for this deployment (tests use 1.01
         to send every image to review).
+    :param runtime_url: locally, the SageMaker runtime the classify function calls (default the
+        model server; `--target sagemaker-local`: the endpoint's container).
     """
-    return Deployer(Clients(), threshold).run()
+    return Deployer(Clients(), threshold, runtime_url).run()
 
 
 def missing() -> list[str]:
@@ -734,13 +719,9 @@ def cleanup(dry_run: bool = False, force: bool = False, artifacts: bool = False)
         topic = ""
     if topic:
         step(f"topic {n.topic} (and its subscriptions)", lambda: c.sns.delete_topic(TopicArn=topic))
-    for kind, existing in (
-        ("lambda", config.LAMBDA_ROLE_ARN),
-        ("states", config.STATES_ROLE_ARN),
-        ("events", config.EVENTS_ROLE_ARN),
-    ):
+    for kind in ROLE_POLICY_FILES:
         name = n.role(kind)
-        if existing:
+        if existing_role(kind):
             continue  # not ours to delete
         try:
             policies = c.iam.list_role_policies(RoleName=name)["PolicyNames"]
@@ -803,10 +784,18 @@ def register(app: typer.Typer) -> None:
         check: bool = typer.Option(
             False, "--check", help="Change nothing: list what is missing; exit 1 if anything is."
         ),
+        target: str = typer.Option(
+            None,
+            "--target",
+            help="local, cloud or sagemaker-local (the endpoint's requests run in Docker: our"
+            " model container serves the last `scones train --target sagemaker-local`);"
+            " default SCONES_TARGET.",
+        ),
     ) -> None:
         """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target.
 
-        With SCONES_TARGET=cloud, first the SageMaker endpoint (with data capture) it calls.
+        With SCONES_TARGET=cloud (or --target sagemaker-local), first the SageMaker endpoint
+        (with data capture) it calls.
         """
         if check:
             gone = missing()
@@ -816,14 +805,20 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             OUT.print(f"the workflow is deployed on {_where()}")
             return
-        if config.TARGET == "cloud":
+        target = sagemaker_local.check_target(target)
+        runtime_url = None
+        if target != "local":
             import cloud
 
             with OUT.status("deploying the SageMaker endpoint ..."):
-                endpoint = cloud.deploy_endpoint(model_data)
+                if target == "cloud":
+                    endpoint = cloud.deploy_endpoint(model_data)
+                else:
+                    endpoint = sagemaker_local.deploy_endpoint(model_data)
+                    runtime_url = endpoint["url"]
             OUT.print(f"endpoint {endpoint['endpoint_name']}: {endpoint['action']}")
         with OUT.status(f"deploying the workflow to {_where()} ..."):
-            result = deploy()
+            result = deploy(runtime_url=runtime_url)
         if as_json:
             print(json.dumps(result.to_dict(), indent=2))
             return
@@ -847,9 +842,15 @@ def register(app: typer.Typer) -> None:
             False, "--artifacts", help="Cloud: also delete training jobs' model artifacts."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        target: str = typer.Option(
+            None, "--target", help="sagemaker-local: also stop its endpoint containers."
+        ),
     ) -> None:
         """Delete what the project created on the target (the bucket only with --force)."""
         done = cleanup(dry_run, force=force, artifacts=artifacts)
+        if sagemaker_local.check_target(target) == sagemaker_local.TARGET:
+            endpoints = sagemaker_local.endpoints() if dry_run else sagemaker_local.shutdown()
+            done += [f"local endpoint {name} (its container)" for name in endpoints]
         if as_json:
             print(json.dumps({"dry_run": dry_run, "resources": done}, indent=2))
             return

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, config, sagemaker_local
 
 OUT = Console()
 ERR = Console(stderr=True)
@@ -42,7 +42,9 @@ def train(
     data: str = typer.Option(
         None, help="Staged dataset folder or s3://bucket/prefix (default: ../shared cifar100)."
     ),
-    out: Path = typer.Option(..., help="Output model dir (model.onnx + model.json)."),
+    out: Path = typer.Option(
+        None, help="Output model dir (model.onnx + model.json); default SCONES_MODEL_DIR."
+    ),
     arch: str = typer.Option(
         None, help="efficientnet-lite0 (ImageNet weights, fine-tuned) or resnet (from scratch)."
     ),
@@ -70,20 +72,21 @@ def train(
         help="K-fold cross-validation on the train split instead of one model: held-out"
         " figures per epoch in DIR/cv.json, for comparing recipes without the test split.",
     ),
+    target: str = typer.Option(
+        None,
+        "--target",
+        help="local (here), cloud (a SageMaker job) or sagemaker-local (the same job's request"
+        " run in Docker: the training container, artifact to the emulator's S3); default"
+        " SCONES_TARGET.",
+    ),
 ) -> None:
-    """Train a classifier on CPU and export model.onnx + model.json (SageMaker-style names).
+    """Train a classifier (CPU, or CUDA when present) and export model.onnx + model.json.
 
-    With SCONES_TARGET=cloud: a SageMaker training job instead (SCONES_CLOUD_TRAINER); --cv
-    always runs here.
+    With SCONES_TARGET=cloud: a SageMaker training job instead (SCONES_CLOUD_TRAINER), with the
+    options given as its hyperparameters; --cv always runs here. --target sagemaker-local runs
+    that job's request in Docker (always the PyTorch trainer: local_model/train.py).
     """
-    if config.TARGET == "cloud" and not cv:
-        import cloud
-
-        result = cloud.train_and_remember()
-        OUT.print(
-            f"training job {result['job_name']}: {result['status']} {result['model_data_url']}"
-        )
-        return
+    target = sagemaker_local.check_target(target)
     overrides = {
         "epochs": epochs,
         "learning_rate": learning_rate,
@@ -102,6 +105,21 @@ def train(
         if not sep:
             raise ModelCommandError(f"--hp {item!r}: expected key=value")
         overrides[key.strip()] = value.strip()
+    if target != "local" and not cv:
+        import cloud
+
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if target == "cloud":
+            result = cloud.train_and_remember(given)
+        else:
+            result = sagemaker_local.train(given)
+        OUT.print(
+            f"training job {result['job_name']}: {result['status']} {result['model_data_url']}"
+        )
+        return
+    if cv and out is None:  # cv.json beside the served model would look like part of it
+        raise ModelCommandError("--cv writes DIR/cv.json: pass --out DIR")
+    out = Path(out or config.MODEL_DIR)
     if cv and export_pytorch:  # silently writing no model.pt2 would look like a lost file
         raise ModelCommandError(
             "--export-pytorch writes model.pt2 beside a trained model; --cv writes no model"

@@ -25,6 +25,13 @@ def test_cloud_train_refuses_an_emulator_endpoint_with_a_clear_message():
     assert "AWS_ENDPOINT_URL" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_documented_cloud_train_needs_no_out_option():
+    """`SCONES_TARGET=cloud scones train`, as the README writes it, reaches the cloud code."""
+    result = _scones("train")
+    assert "Missing option" not in result.stderr
+    assert result.returncode == 1 and "AWS_ENDPOINT_URL" in result.stderr
+
+
 def test_cloud_deploy_without_a_trained_model_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "STATE_DIR", tmp_path)
     with pytest.raises(cloud.CloudError, match="run `scones train` with SCONES_TARGET=cloud"):

@@ -29,6 +29,7 @@ STAR_ONLY_ACTIONS = {
     "sagemaker:ListModels",
     "sagemaker:ListTrainingJobs",
     "states:ListStateMachines",
+    "states:ValidateStateMachineDefinition",
 }
 # A key id or secret looks like this; none may be committed.
 CREDENTIAL_RE = re.compile(r"(AKIA|ASIA)[A-Z0-9]{16}|aws_secret_access_key", re.IGNORECASE)

@@ -227,7 +227,8 @@ def test_failed_training_job_reports_sagemakers_reason(stubs, settings) -> None:
 
 def _fake_project(root: Path) -> Path:
     (root / "local_model").mkdir(parents=True)
-    (root / "local_model" / "train.py").write_text("print('train')\n")
+    for name in ("__init__.py", "train.py", "preprocess.py", "serve.py"):
+        (root / "local_model" / name).write_text(f"print({name!r})\n")
     (root / "local_model" / "default").mkdir()
     (root / "local_model" / "default" / "model.onnx").write_bytes(b"\0" * 64)
     (root / "scones").mkdir()
@@ -307,7 +308,13 @@ def test_source_dir_is_reproducible_and_holds_script_and_requirements(tmp_path) 
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first))) as tar:
         names = sorted(tar.getnames())
         requirements = tar.extractfile("requirements.txt").read().decode()
-    assert names == ["local_model/train.py", "requirements.txt", "scones/__init__.py"]
+    # the entry point and its imports only: no server, no scones core, no committed model
+    assert names == [
+        "local_model/__init__.py",
+        "local_model/preprocess.py",
+        "local_model/train.py",
+        "requirements.txt",
+    ]
     assert requirements.splitlines() == ["onnx>=1.16", "efficientnet-lite-pytorch==0.1.0"]
 
 
@@ -750,3 +757,13 @@ def test_operator_policy_allows_every_call_the_cloud_code_made() -> None:
     }
     assert {"sagemaker:createtrainingjob", "sagemaker:createendpoint"} <= actions
     assert sorted(a for a in actions if a not in allowed) == []
+
+
+def test_an_sdk_without_the_pytorch_version_falls_back_to_the_table() -> None:
+    """sagemaker 2.x's tables end at PyTorch 2.8: cloud mode must still find 2.10's image."""
+    pytest.importorskip("sagemaker", reason="the sagemaker SDK is not installed")
+    uri = images.pytorch_training_uri("us-east-1", "2.10.0", "py313", "ml.p3.2xlarge")
+    assert uri == images.pytorch_training_uri(
+        "us-east-1", "2.10.0", "py313", "ml.p3.2xlarge", use_sdk=False
+    )
+    assert uri == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-gpu-py313"

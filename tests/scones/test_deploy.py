@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
+from cloud import iam
+from cloud.settings import CloudSettings
 from scones import config, deploy
 
 pytestmark = pytest.mark.integration
@@ -158,3 +161,34 @@ def test_bad_loading_bays_name_the_variable(monkeypatch):
 
     with pytest.raises(deploy.DeployError, match="SCONES_LOADING_BAYS"):
         deploy.loading_bays()
+
+
+def test_attached_policies_are_the_files_test_iam_checks(deployed, aws_client):
+    """One source for IAM: each role's policy and trust policy is cloud/policies/, rendered."""
+    iam_client, values = (
+        aws_client("iam"),
+        iam.policy_values(CloudSettings.from_config(), deployed.account, config.RESOURCE_PREFIX),
+    )
+    for kind, name in deploy.ROLE_POLICY_FILES.items():
+        role = deploy.names().role(kind)
+        attached = iam_client.get_role_policy(RoleName=role, PolicyName=f"{role}-policy")
+        assert _document(attached["PolicyDocument"]) == iam.render_policy(name, values), role
+        trust = iam_client.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+        assert _document(trust) == iam.render_policy(f"{name}.trust", values), role
+    sqs = aws_client("sqs")
+    url = sqs.get_queue_url(QueueName=deploy.names().notifications_queue)["QueueUrl"]
+    policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]
+    assert json.loads(policy["Policy"]) == iam.render_policy(
+        deploy.NOTIFICATIONS_QUEUE_POLICY, values
+    )
+
+
+def test_deploy_writes_no_policy_of_its_own():
+    """No inline statements in deploy.py: a policy there would escape the least-privilege tests."""
+    source = Path(deploy.__file__).read_text()
+    assert '"Effect"' not in source and "sts:AssumeRole" not in source
+
+
+def _document(value: str | dict) -> dict:
+    """IAM returns policy documents URL-encoded (AWS) or as parsed JSON (boto3 decodes some)."""
+    return value if isinstance(value, dict) else json.loads(unquote(value))
