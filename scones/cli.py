@@ -14,8 +14,10 @@ from scones import (
     deploy,
     endpoint,
     explore,
+    faults,
     load,
     model,
+    recovery,
     report,
     stack,
     stage,
@@ -40,13 +42,26 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 # Each module registers its own commands; the module imports heavy things lazily.
 # (one line per module, keep alphabetical)
-for _module in (byo, demo, deploy, endpoint, explore, load, model, report, stack, stage, workflow):
+for _module in (
+    byo,
+    demo,
+    deploy,
+    endpoint,
+    explore,
+    load,
+    model,
+    recovery,
+    report,
+    stack,
+    stage,
+    workflow,
+):
     _module.register(app)
 
 # `scones bench X`: every speed or memory target is a benchmark that prints figures.
 bench = typer.Typer(help="Benchmarks: print figures, never pass/fail.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
-for _module in (endpoint, model, stack, workflow):
+for _module in (endpoint, faults, model, stack, workflow):
     _module.register_bench(bench)
 
 

@@ -447,6 +447,15 @@ def register(app: typer.Typer) -> None:
             with OUT.status("deploying the workflow ..."):
                 result = deploy.deploy()
             OUT.print(f"[green]✓[/green] workflow deployed ({len(result.changed)} changes)")
+            from scones import recovery  # orders cut short by the last stop run again
+
+            with OUT.status("reconciling uploads and interrupted executions ..."):
+                done = recovery.reconcile()
+            if done.redriven or done.started:
+                OUT.print(
+                    f"[green]✓[/green] {len(done.redriven)} interrupted executions redriven, "
+                    f"{len(done.started)} uploads without an execution started"
+                )
 
     @app.command("down")
     def down_cmd() -> None:
