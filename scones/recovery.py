@@ -46,7 +46,9 @@ INFRA_PREFIXES = ("Lambda.",)
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")  # RedriveExecution's own rule
 MAX_REDRIVES = 3  # a fourth failure for the same input needs a person, not a loop
 SUFFIX = re.compile(r"-r(\d+)$")
-RECONCILE_WINDOW = timedelta(days=1)  # uploads older than this are history, not pending orders
+RECONCILE_WINDOW = timedelta(days=1)
+# Executions cut short by a restart are marked FAILED when the emulator loads them: just now.
+RESTART_WINDOW = timedelta(minutes=30)  # uploads older than this are history, not pending orders
 THREADS = 8
 
 
@@ -83,16 +85,25 @@ def redrive(
     name_prefix: str | None = None,
     errors: set[str] | None = None,
     dry_run: bool = False,
+    machine: str | None = None,
+    stopped_since: datetime | None = None,
 ) -> RecoveryResult:
     """Run again every image-workflow execution that failed for an infrastructure reason.
 
     :param errors: only these errors (reconciliation passes {EmulatorRestarted}); default all.
+    :param machine: another state machine's ARN (default: the deployed image workflow).
+    :param stopped_since: only executions that ended after this (reconciliation: the restart).
     """
     c = c or clients()
-    machine = image_machine_arn(c)
+    machine = machine or image_machine_arn(c)
     everything = list_executions(c, machine, name_prefix)
     have = {e["name"] for e in everything}
-    ended = [e for e in everything if e["status"] in REDRIVABLE]
+    ended = [
+        e
+        for e in everything
+        if e["status"] in REDRIVABLE
+        and (stopped_since is None or e.get("stopDate", stopped_since) >= stopped_since)
+    ]
     result = RecoveryResult()
     with ThreadPoolExecutor(THREADS) as pool:
         described = list(
@@ -179,8 +190,18 @@ def reconcile(c=None) -> RecoveryResult:
     from scones.workflow import image_input
 
     c = c or clients()
-    result = redrive(c, errors={RESTART_ERROR})
     machine = image_machine_arn(c)
+    result = RecoveryResult()
+    for listed in c.sfn.get_paginator("list_state_machines").paginate():
+        for other in listed["stateMachines"]:  # any machine's run was cut short, not just ours
+            found = redrive(
+                c,
+                errors={RESTART_ERROR},
+                machine=other["stateMachineArn"],
+                stopped_since=datetime.now(UTC) - RESTART_WINDOW,
+            )
+            result.redriven += found.redriven
+            result.given_up += found.given_up
     for upload in pending_uploads(c):
         digest = hashlib.sha256(f"{upload['Key']}\0{upload['ETag']}".encode()).hexdigest()
         name = f"reconcile-{digest[:40]}"
