@@ -39,7 +39,7 @@ OUT = Console(stderr=True)
 FAULTS = ("endpoint", "lambda", "emulator")
 BAD_SHARE = 0.1
 FINAL_WAIT_S = 400.0  # an order caught by the outage may back off ~135 s (up to 270 s)
-POLL_S = 1.0
+POLL_S = 2.0  # final outcomes are asked this often (DescribeExecution per unfinished order)
 
 
 @dataclass
@@ -177,20 +177,24 @@ def run_fault(
     if fault == "emulator":  # what the kill may take: the counts straight before it
         result.objects_before = object_count(c)
     fault_over, result.fault_detail, result.redriven = inject(fault, outage_s)
+    early = names[: runner.sent]  # sent before the fault was over: the ones it could touch
     if fault == "emulator":
         result.objects_after = object_count(c)
-    stream.join()
     machine = image_machine_arn(c)
     deadline = time.monotonic() + FINAL_WAIT_S
+    recovered_at = None
     while True:
         result.redriven += len(recovery.redrive(c, name_prefix=prefix).redriven)
         outcomes = final_outcomes(c, machine, prefix, names)
-        if all(v not in (None, "infra") for v in outcomes.values()):
+        now = time.monotonic()
+        if recovered_at is None and all(outcomes[n] not in (None, "infra") for n in early):
+            recovered_at = now
+        done = all(v not in (None, "infra") for v in outcomes.values())
+        if (done and not stream.is_alive()) or now > deadline:
             break
-        if time.monotonic() > deadline:
-            break
-        time.sleep(POLL_S * 5)
-    result.recovery_s = round(max(0.0, time.monotonic() - fault_over), 1)
+        time.sleep(POLL_S)
+    stream.join()
+    result.recovery_s = round(max(0.0, (recovered_at or now) - fault_over), 1)
     result.sent = count
     values = [outcomes.get(n) for n in names]
     result.succeeded = values.count("succeeded")
