@@ -540,10 +540,12 @@ class Persistence:
                 self.savers[name] = ServiceSaver(name, lambda n=name: self.save(n))
 
     def shutdown(self) -> None:
+        began = time.monotonic()
         for saver in self.savers.values():
             saver.flush()
         if "s3" in self.savers:
             self.collect_bodies()
+        LOG.info("state saved for shutdown in %.2f s", time.monotonic() - began)
 
 
 PERSISTENCE: Persistence | None = None

@@ -57,9 +57,10 @@ def scones_load_state() -> None:
     persistence.install()
 
 
-@hooks.on_infra_shutdown()
+@hooks.on_infra_shutdown(priority=10)
 def scones_save_state() -> None:
-    """Write the last changes on an orderly stop (SIGTERM), without waiting for the debounce."""
+    """Write the last changes on an orderly stop (SIGTERM), without waiting for the debounce;
+    before LocalStack's own hook stops the services (priority 10 runs first)."""
     from scones_emulator import persistence
 
     persistence.shutdown()
