@@ -342,8 +342,9 @@ class Persistence:
         hook.on_after_state_save()
 
     def _s3_objects(self):
-        from localstack.services.s3.models import S3DeleteMarker, s3_stores
+        from localstack.services.s3.models import S3DeleteMarker
 
+        (s3_stores,) = self.bundles("s3")
         seen = set()
         for regions in dict(s3_stores).values():
             for region_store in dict(regions).values():
@@ -391,8 +392,7 @@ class Persistence:
             self._executions_dirty.add(arn)
 
     def _save_executions(self) -> None:
-        from localstack.services.stepfunctions.backend.models import sfn_stores
-
+        (sfn_stores,) = self.bundles("stepfunctions")
         with self._executions_lock:
             arns, self._executions_dirty = self._executions_dirty, set()
         if not arns:
@@ -467,8 +467,7 @@ class Persistence:
                 path.unlink(missing_ok=True)
 
     def _load_executions(self) -> None:
-        from localstack.services.stepfunctions.backend.models import sfn_stores
-
+        (sfn_stores,) = self.bundles("stepfunctions")
         folder = self.root / "stepfunctions"
         loaded = []
         for path in folder.glob("*.pickle") if folder.exists() else []:
@@ -498,10 +497,10 @@ class Persistence:
     def _load_events(self) -> None:
         """Rebuild the provider's runtime objects (rule services, target senders) from the store."""
         from localstack.services.events.event_bus import EventBusService
-        from localstack.services.events.models import events_stores
         from localstack.services.events.rule import RuleService
 
         provider = self.provider("events")
+        (events_stores,) = self.bundles("events")
         for account_id, regions in dict(events_stores).items():
             for region, store in dict(regions).items():
                 for bus in store.event_buses.values():
