@@ -116,7 +116,11 @@ _DISPATCH[type(threading.RLock())] = lambda _lock: (_new_rlock, ())
 
 
 def dumps(obj: object) -> bytes:
-    """Pickle with locks reduced to fresh ones; retried when a dict changes under the pickler."""
+    """Pickle with locks reduced to fresh ones; retried when a dict changes under the pickler.
+
+    The C pickler is fast enough to run per commit; what it cannot pickle (LocalStack 4.9's SQS
+    queues hold lambdas) goes through LocalStack's own dill-based pickler instead.
+    """
     for attempt in range(PICKLE_RETRIES):
         buffer = io.BytesIO()
         pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
@@ -124,12 +128,23 @@ def dumps(obj: object) -> bytes:
         try:
             pickler.dump(obj)
             return buffer.getvalue()
+        except (pickle.PicklingError, AttributeError, TypeError):
+            from localstack.state import pickle as localstack_pickle
+
+            return localstack_pickle.dumps(obj)
         except RuntimeError as err:  # "dictionary changed size during iteration"
             if attempt == PICKLE_RETRIES - 1:
                 raise
             LOG.debug("snapshot raced a writer (%s); again", err)
             time.sleep(0.01)
     raise AssertionError("unreachable")
+
+
+def loads(data: bytes) -> object:
+    """Either kind ``dumps`` wrote (dill reads plain pickles too)."""
+    from localstack.state import pickle as localstack_pickle
+
+    return localstack_pickle.loads(data)
 
 
 # ------------------------------ Store bundles ------------------------------
@@ -423,7 +438,7 @@ class Persistence:
             LOG.info("%s: state loaded in %.2f s", name, time.monotonic() - began)
 
     def load(self, name: str, path: Path) -> None:
-        states = pickle.loads(path.read_bytes())
+        states = loads(path.read_bytes())
         hook = self.service(name).lifecycle_hook
         hook.on_before_state_load()
         for bundle, state in zip(self.bundles(name), states, strict=True):
@@ -472,7 +487,7 @@ class Persistence:
         loaded = []
         for path in folder.glob("*.pickle") if folder.exists() else []:
             try:
-                loaded.append(pickle.loads(path.read_bytes()))
+                loaded.append(loads(path.read_bytes()))
             except Exception as err:  # a record is written whole or not at all; say if not
                 LOG.warning("execution record %s unreadable (%s); skipped", path.name, err)
         loaded.sort(key=lambda e: e.start_date)
