@@ -15,9 +15,11 @@ from scones import (
     deploy,
     endpoint,
     explore,
+    faults,
     keeper,
     load,
     model,
+    recovery,
     report,
     stack,
     stage,
@@ -51,6 +53,7 @@ for _module in (
     keeper,
     load,
     model,
+    recovery,
     report,
     stack,
     stage,
@@ -61,7 +64,7 @@ for _module in (
 # `scones bench X`: every speed or memory target is a benchmark that prints figures.
 bench = typer.Typer(help="Benchmarks: print figures, never pass/fail.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
-for _module in (containers, endpoint, model, stack, workflow):
+for _module in (containers, endpoint, faults, model, stack, workflow):
     _module.register_bench(bench)
 
 

@@ -47,6 +47,7 @@ START_THREADS = 8  # StartExecution calls in flight; the emulator, not us, is th
 POLL_S = 1.0
 WAIT_BASE_S = 60.0  # default wait after the last start: this plus WAIT_PER_EXECUTION_S each
 WAIT_PER_EXECUTION_S = 0.8  # ~2.5-5 executions/s here; 0.8 s each leaves room for a slow box
+START_RETRY_S = 120.0  # StartExecution is retried this long while the emulator cannot be reached
 
 
 class LoadError(SconesError):
@@ -290,17 +291,32 @@ class LoadRun:
 
     # -- starting --
     def _start(self, t: Tracked) -> None:
+        from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
         payload = json.dumps(self.image_input(self.bucket, t.item.s3_key))
-        try:
-            t.arn = self.c.sfn.start_execution(
-                stateMachineArn=self.machine, name=t.name, input=payload
-            )["executionArn"]
-        except self.c.sfn.exceptions.ExecutionAlreadyExists:
-            t.arn, t.reused = execution_arn(self.machine, t.name), True
-        except Exception as err:  # throttled, emulator gone: counted, not hidden
-            code = getattr(err, "response", {}).get("Error", {}).get("Code") or type(err).__name__
-            t.start_error = f"StartExecution:{code}"
-            LOG.warning("cannot start %s: %s", t.name, err)
+        deadline = time.monotonic() + START_RETRY_S
+        backoff = 0.5
+        while True:
+            try:
+                t.arn = self.c.sfn.start_execution(
+                    stateMachineArn=self.machine, name=t.name, input=payload
+                )["executionArn"]
+            except self.c.sfn.exceptions.ExecutionAlreadyExists:
+                # an earlier run, or our own try whose answer the outage lost
+                t.arn, t.reused = execution_arn(self.machine, t.name), True
+            except (EndpointConnectionError, ConnectionClosedError) as err:
+                # the emulator is restarting: the name makes trying again safe
+                if time.monotonic() < deadline:
+                    time.sleep(random.uniform(0, backoff))
+                    backoff = min(backoff * 2, 8.0)
+                    continue
+                t.start_error = "StartExecution:EndpointConnectionError"
+                LOG.warning("cannot start %s: %s", t.name, err)
+            except Exception as err:  # throttled, refused: counted, not hidden
+                code = getattr(err, "response", {}).get("Error", {}).get("Code")
+                t.start_error = f"StartExecution:{code or type(err).__name__}"
+                LOG.warning("cannot start %s: %s", t.name, err)
+            break
         with self.lock:
             self.sent += 1
 
@@ -331,10 +347,14 @@ class LoadRun:
 
     def poll(self, prefix: str) -> None:
         """One round: ours not RUNNING any more get described once (ListExecutions is cheap)."""
-        running = {
-            e["executionArn"]
-            for e in list_executions(self.c, self.machine, prefix, status="RUNNING")
-        }
+        try:
+            running = {
+                e["executionArn"]
+                for e in list_executions(self.c, self.machine, prefix, status="RUNNING")
+            }
+        except Exception as err:  # the emulator is restarting: ask again next round
+            LOG.warning("cannot list executions (%s); retrying", err)
+            return
         todo = [
             t for t in self.tracked if t.arn and t.status not in TERMINAL and t.arn not in running
         ]

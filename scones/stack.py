@@ -205,12 +205,28 @@ def emulator_env() -> dict[str, str]:
         TMPDIR=str(tmp),  # not the system temp dir every instance shares
         LAMBDA_RUNTIME_EXECUTOR="scones",
         SCONES_EMULATOR_STATE=str(root / "lambda"),
+        # Service state saved here and loaded at start (the plugin's persistence.py)
+        SCONES_EMULATOR_PERSIST=str(persist_dir()),
         EAGER_SERVICE_LOADING="1",  # pay service start-up in `scones up`, not on the first call
         # Internal calls (Step Functions -> Lambda, SNS, SQS) skip HTTP: ~35 % less CPU each run
         IN_MEMORY_CLIENT="1",
         SKIP_SSL_CERT_DOWNLOAD="1",
     )
     return env
+
+
+def persist_dir() -> Path:
+    """Where the emulator keeps S3 objects, queues, functions, executions across restarts."""
+    return config.STATE_DIR / "emulator" / "state"
+
+
+def reset() -> Path:
+    """Delete the emulator's saved state; the stack must be down (it would save it again)."""
+    emulator = next(c for c in components() if c.name == "emulator")
+    if _read_pid(emulator):
+        raise StackError("the emulator is running; `scones down` first, then `scones reset`")
+    shutil.rmtree(persist_dir(), ignore_errors=True)
+    return persist_dir()
 
 
 def _command(component: Component) -> tuple[list[str], dict[str, str]]:
@@ -439,12 +455,34 @@ def register(app: typer.Typer) -> None:
             with OUT.status("deploying the workflow ..."):
                 result = deploy.deploy()
             OUT.print(f"[green]✓[/green] workflow deployed ({len(result.changed)} changes)")
+            from scones import recovery  # orders cut short by the last stop run again
+
+            with OUT.status("reconciling uploads and interrupted executions ..."):
+                done = recovery.reconcile()
+            if done.redriven or done.started:
+                OUT.print(
+                    f"[green]✓[/green] {len(done.redriven)} interrupted executions redriven, "
+                    f"{len(done.started)} uploads without an execution started"
+                )
 
     @app.command("down")
     def down_cmd() -> None:
         """Stop the local stack: SIGTERM, then SIGKILL after ~10 s; nothing left running."""
         stopped = down()
         OUT.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+    @app.command("reset")
+    def reset_cmd(
+        yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    ) -> None:
+        """Delete the emulator's saved state (objects, queues, functions, executions) for good."""
+        where = persist_dir()
+        if not yes and not typer.confirm(
+            f"delete every S3 object, queued message, function and execution saved in {where}?"
+        ):
+            raise typer.Exit(1)
+        reset()
+        OUT.print(f"emulator state deleted ({where}); `scones up` starts empty")
 
     @app.command("status")
     def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

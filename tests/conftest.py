@@ -38,6 +38,8 @@ def _component(name: str) -> stack.Component:
 def emulator() -> RunningService:
     """LocalStack core with our Lambda executor, on 127.0.0.1, stopped at the end of the session."""
     component = _component("emulator")
+    if stack._read_pid(component) is None:
+        stack.reset()  # each session starts empty, as before the emulator kept its state
     stack.start(component, config.EMULATOR_START_TIMEOUT)
     yield RunningService("emulator", component.url)
     stack.stop(component)

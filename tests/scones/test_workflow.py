@@ -262,27 +262,16 @@ def test_an_image_the_model_is_unsure_about_goes_to_review(
     assert review_queue.wait_for(outcome.execution_arn)["s3_key"].endswith(name)
 
 
-def test_model_server_outage_is_retried_then_notified_and_restart_recovers(
-    deployed, clients, notifications, confident_image, run_prefix
-):
-    name, data = confident_image
-    uri = put(clients, f"{run_prefix}outage/{name}", data)
-    model = next(c for c in stack.components() if c.name == "model")
-    asl = json.loads((ROOT / "statemachine" / "image_workflow.asl.json").read_text())
-    retry = next(
+def endpoint_retry(asl: dict) -> dict:
+    return next(
         r
         for r in asl["States"]["ClassifyImage"]["Retry"]
         if "EndpointUnavailable" in r["ErrorEquals"]
     )
-    stack.stop(model)
-    try:
-        down = workflow.run_image(uri, 120, clients)
-    finally:
-        stack.start(model, 90)
 
-    assert (down.status, down.error) == ("FAILED", "EndpointUnavailable")
-    events = history(clients, down.execution_arn)
-    classify_arn = deployed.functions["classify_image"]
+
+def classify_failures(events: list[dict], classify_arn: str) -> tuple[list[dict], list[dict]]:
+    """ClassifyImage's attempts and its EndpointUnavailable failures, in one history."""
     attempts = [
         e
         for e in events
@@ -295,13 +284,95 @@ def test_model_server_outage_is_retried_then_notified_and_restart_recovers(
         if e["type"] == "TaskFailed"
         and e["taskFailedEventDetails"]["error"] == "EndpointUnavailable"
     ]
-    assert len(attempts) == len(failures) == 1 + retry["MaxAttempts"]  # every retry visible
-    message = notifications.wait_for(down.execution_arn)
+    return attempts, failures
+
+
+def test_endpoint_retry_budget_outlasts_a_60_s_outage_on_average_twice_over():
+    """Full jitter waits a uniform share of each capped interval: half of their sum on average."""
+    asl = json.loads((ROOT / "statemachine" / "image_workflow.asl.json").read_text())
+    for retry in (endpoint_retry(asl), asl["States"]["SerializeImageData"]["Retry"][0]):
+        waits = [
+            min(retry["IntervalSeconds"] * retry["BackoffRate"] ** k, retry["MaxDelaySeconds"])
+            for k in range(retry["MaxAttempts"])
+        ]
+        assert sum(waits) / 2 >= 2 * 60
+        assert retry["JitterStrategy"] == "FULL"
+
+
+def test_model_server_outage_shorter_than_the_retry_budget_is_absorbed(
+    deployed, clients, confident_image, run_prefix
+):
+    name, data = confident_image
+    uri = put(clients, f"{run_prefix}outage/{name}", data)
+    model = next(c for c in stack.components() if c.name == "model")
+    machine = workflow.state_machine_arn(clients, "image_workflow")
+    stack.stop(model)
+    try:
+        arn = workflow.start(clients, machine, workflow.image_input(*workflow.parse_s3_uri(uri)))
+        time.sleep(6)  # at least two refused attempts
+    finally:
+        stack.start(model, 90)
+
+    outcome = workflow.wait(clients, arn, 300)
+
+    assert outcome["status"] == "SUCCEEDED"
+    attempts, failures = classify_failures(
+        history(clients, arn), deployed.functions["classify_image"]
+    )
+    assert len(failures) >= 1 and len(attempts) == len(failures) + 1  # retried, visibly
+
+
+def test_outage_past_the_budget_fails_named_notified_and_redrive_recovers_it_once(
+    deployed, clients, notifications, confident_image, run_prefix, tmp_path
+):
+    """The real definition with a one-retry budget, beside the deployed one (same functions)."""
+    from scones import recovery
+
+    name, data = confident_image
+    uri = put(clients, f"{run_prefix}outage-long/{name}", data)
+    asl = json.loads((ROOT / "statemachine" / "image_workflow.asl.json").read_text())
+    endpoint_retry(asl).update(IntervalSeconds=1, MaxAttempts=1, MaxDelaySeconds=1)
+    short = tmp_path / "short.asl.json"
+    short.write_text(json.dumps(asl))
+    definition = deploy.render_definition(
+        short,
+        {
+            "SerializeImageDataFunctionArn": deployed.functions["serialize_image_data"],
+            "ClassifyImageFunctionArn": deployed.functions["classify_image"],
+            "FilterInferencesFunctionArn": deployed.functions["filter_inferences"],
+            "ReviewQueueUrl": deployed.review_queue_url,
+            "NotificationTopicArn": deployed.topic_arn,
+        },
+    )
+    machine = clients.sfn.create_state_machine(
+        name=f"scones-short-retry-{uuid.uuid4().hex[:8]}",
+        definition=definition,
+        roleArn=deployed.roles["states"],
+    )["stateMachineArn"]
+    model = next(c for c in stack.components() if c.name == "model")
+    stack.stop(model)
+    try:
+        arn = workflow.start(clients, machine, workflow.image_input(*workflow.parse_s3_uri(uri)))
+        down = workflow.wait(clients, arn, 120)
+    finally:
+        stack.start(model, 90)
+
+    assert (down["status"], down.get("error")) == ("FAILED", "EndpointUnavailable")
+    attempts, failures = classify_failures(
+        history(clients, arn), deployed.functions["classify_image"]
+    )
+    assert len(attempts) == len(failures) == 2  # every retry visible
+    message = notifications.wait_for(arn)
     assert (message["error"], message["state"]) == ("EndpointUnavailable", "ClassifyImage")
 
-    up = workflow.run_image(uri, 60, clients)
+    first = recovery.redrive(clients, machine=machine)
+    again = recovery.redrive(clients, machine=machine)
 
-    assert up.status == "SUCCEEDED"
+    assert [r["execution"] for r in first.redriven] == [arn]
+    assert again.redriven == []  # RedriveExecution's rule: a failure is redriven once
+    redriven = workflow.wait(clients, first.redriven[0]["new"], 60)
+    assert redriven["status"] == "SUCCEEDED"
+    assert json.loads(redriven["input"]) == json.loads(down["input"])
 
 
 def test_a_course_lambda_reaches_our_model_under_its_own_endpoint_name(

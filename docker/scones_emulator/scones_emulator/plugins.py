@@ -49,3 +49,21 @@ def scones_patch_stepfunctions() -> None:
         from scones_emulator import speedups
 
         speedups.install()
+
+
+@hooks.on_infra_start(priority=-10)
+def scones_load_state() -> None:
+    """Load the saved state (SCONES_EMULATOR_PERSIST) after the services are created, before the
+    gateway serves a request, then save every change (persistence.py)."""
+    from scones_emulator import persistence
+
+    persistence.install()
+
+
+@hooks.on_infra_shutdown(priority=10)
+def scones_save_state() -> None:
+    """Write the last changes on an orderly stop (SIGTERM), without waiting for the debounce;
+    before LocalStack's own hook stops the services (priority 10 runs first)."""
+    from scones_emulator import persistence
+
+    persistence.shutdown()

@@ -1,0 +1,609 @@
+"""Durable emulator state: service stores saved to disk crash-safely and loaded at start.
+
+LocalStack core ships the state API (``Service.accept_state_visitor``, ``StateLifecycleHook``,
+``AssetDirectory``) but saving and loading is its paid edition's; this module is that part.
+Layout under ``SCONES_EMULATOR_PERSIST`` (one directory per stack):
+
+- ``<service>.pickle``: each service's ``AccountRegionBundle`` (every account/region store's
+  attributes), written to a temp file, fsynced, renamed over the old one, directory fsynced:
+  a reader (or a SIGKILL) sees the old snapshot or the new one, never half of one.
+- ``s3/bodies/<bucket>/<sha256>``: S3 object bodies, one file per object version, written (same
+  temp + fsync + rename) before the snapshot that references them; files no snapshot references
+  are removed at load and on shutdown.
+- ``stepfunctions/<sha256>.pickle``: one record per execution (its description and history),
+  written at StartExecution and again when it ends; the store snapshot leaves executions out,
+  so a busy workflow rewrites small files, not the whole history.
+
+Group commit: a response handler marks a service dirty after each successful mutating request;
+one saver thread per service writes the next snapshot. Control-plane calls, S3 writes, SQS
+sends/deletes and StartExecution wait until a snapshot that includes them is on disk before
+their response leaves, so a committed object, message or execution survives SIGKILL; other
+changes (execution progress, receipts) are saved within DEBOUNCE_S.
+Executions that were running when the emulator stopped are loaded as FAILED with the error
+``EmulatorRestarted`` (they cannot resume mid-state); ``scones redrive`` runs them again.
+"""
+
+from __future__ import annotations
+
+import copy
+import copyreg
+import hashlib
+import io
+import logging
+import os
+import pickle
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+# default: unset = no persistence. The stack sets it to <state dir>/emulator/state.
+PERSIST_DIR = os.environ.get("SCONES_EMULATOR_PERSIST") or ""
+# Services whose state is saved; the workflow's. Logs are left out (rebuilt by new runs).
+SERVICES = ("iam", "s3", "sqs", "sns", "lambda", "events", "stepfunctions")
+DEBOUNCE_S = 0.5  # changes nobody waits for are batched this long before a save
+COMMIT_TIMEOUT_S = 30.0  # a waiting request gives up (and logs) after this; it is still saved
+PICKLE_RETRIES = 5  # another thread may resize a dict mid-pickle: take the snapshot again
+RESTART_ERROR = "EmulatorRestarted"
+RESTART_CAUSE = (
+    "the emulator stopped while this execution was running; it cannot resume mid-state. "
+    "`scones redrive` runs it again with the same input"
+)
+# Operations that change nothing worth keeping, or whose effect is saved elsewhere.
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "Select", "Test", "Validate")
+NO_STATE = {
+    ("lambda", "Invoke"),
+    ("lambda", "InvokeAsync"),
+    ("lambda", "InvokeWithResponseStream"),
+    ("sns", "Publish"),  # delivery to a queue is the queue's SendMessage
+    ("sns", "PublishBatch"),
+    ("events", "PutEvents"),  # the target's own call (StartExecution) is saved
+    ("stepfunctions", "StartSyncExecution"),
+}
+# Saved, but nobody waits: losing one only redelivers a message or re-runs an execution.
+NO_WAIT = {
+    ("sqs", "ReceiveMessage"),
+    ("sqs", "ChangeMessageVisibility"),
+    ("sqs", "ChangeMessageVisibilityBatch"),
+    ("stepfunctions", "SendTaskSuccess"),
+    ("stepfunctions", "SendTaskFailure"),
+    ("stepfunctions", "SendTaskHeartbeat"),
+}
+
+
+# ------------------------------ Files ------------------------------
+
+
+def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new, whole.
+
+    ``sync_dir=False`` when the caller fsyncs the directory once after a batch of files.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX: the directory entry is data of the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _new_lock():
+    return threading.Lock()
+
+
+def _new_rlock():
+    return threading.RLock()
+
+
+# Locks come back new and released: whoever held one is gone with the old process.
+_DISPATCH = copyreg.dispatch_table.copy()
+_DISPATCH[type(threading.Lock())] = lambda _lock: (_new_lock, ())
+_DISPATCH[type(threading.RLock())] = lambda _lock: (_new_rlock, ())
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle with locks reduced to fresh ones; retried when a dict changes under the pickler.
+
+    The C pickler is fast enough to run per commit; what it cannot pickle (LocalStack 4.9's SQS
+    queues hold lambdas) goes through LocalStack's own dill-based pickler instead.
+    """
+    for attempt in range(PICKLE_RETRIES):
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = _DISPATCH
+        try:
+            pickler.dump(obj)
+            return buffer.getvalue()
+        except (pickle.PicklingError, AttributeError, TypeError):
+            from localstack.state import pickle as localstack_pickle
+
+            return localstack_pickle.dumps(obj)
+        except RuntimeError as err:  # "dictionary changed size during iteration"
+            if attempt == PICKLE_RETRIES - 1:
+                raise
+            LOG.debug("snapshot raced a writer (%s); again", err)
+            time.sleep(0.01)
+    raise AssertionError("unreachable")
+
+
+def loads(data: bytes) -> object:
+    """Either kind ``dumps`` wrote (dill reads plain pickles too)."""
+    from localstack.state import pickle as localstack_pickle
+
+    return localstack_pickle.loads(data)
+
+
+# ------------------------------ Store bundles ------------------------------
+
+
+def bundle_state(bundle, skip: tuple[str, ...] = ()) -> dict:
+    """An ``AccountRegionBundle``'s data: each store's attributes, cross-region and -account."""
+    attrs_of = {}
+    globals_of = {}
+    for account_id, regions in dict(bundle).items():
+        globals_of[account_id] = dict(regions._global)
+        attrs_of[account_id] = {
+            region: {
+                k: v
+                for k, v in dict(vars(store)).items()
+                if k.startswith("attr_") and k[len("attr_") :] not in skip
+            }
+            for region, store in dict(regions).items()
+        }
+    return {"stores": attrs_of, "global": globals_of, "universal": dict(bundle._universal)}
+
+
+def restore_bundle(bundle, state: dict) -> None:
+    """Put saved data back into the live bundle (modules hold it by reference: fill, not swap)."""
+    bundle.reset()
+    bundle._universal.update(state["universal"])
+    for account_id, regions in state["stores"].items():
+        region_bundle = bundle[account_id]
+        region_bundle._global.update(state["global"].get(account_id, {}))
+        for region, attrs in regions.items():
+            store = region_bundle[region]
+            for name, value in attrs.items():
+                setattr(store, name, value)
+
+
+# ------------------------------ Step Functions executions ------------------------------
+
+
+class FrozenHistory:
+    """Stands in for a finished (or interrupted) execution's worker: it only answers history."""
+
+    def __init__(self, events: list[dict]) -> None:
+        self.events = events
+
+    def get_event_history(self) -> list[dict]:
+        return list(self.events)
+
+
+class FrozenWorker:
+    """``Execution.exec_worker`` after a load: ``env.event_manager`` gives the saved history."""
+
+    def __init__(self, events: list[dict]) -> None:
+        self.env = self
+        self.event_manager = FrozenHistory(events)
+
+    def stop(self, *args, **kwargs) -> None:
+        """Nothing runs any more; StopExecution of a loaded execution only changes its status."""
+
+
+def execution_record(execution) -> object:
+    """A copy of the execution fit to pickle: its history instead of its live worker."""
+    worker = execution.exec_worker
+    events = []
+    if worker is not None and getattr(worker, "env", None) is not None:
+        events = worker.env.event_manager.get_event_history()
+    record = copy.copy(execution)
+    record.exec_worker = FrozenWorker(events)
+    record._cloud_watch_logging_session = None
+    record._activity_store = {}
+    return record
+
+
+def mark_interrupted(execution) -> None:
+    """A RUNNING execution from before the restart ends FAILED, with a history that says why."""
+    now = datetime.now(tz=UTC)
+    execution.exec_status = "FAILED"
+    execution.stop_date = now
+    execution.error = RESTART_ERROR
+    execution.cause = RESTART_CAUSE
+    events = execution.exec_worker.event_manager.events
+    last = events[-1]["id"] if events else 0
+    events.append(
+        {
+            "timestamp": now,
+            "type": "ExecutionFailed",
+            "id": last + 1,
+            "previousEventId": last,
+            "executionFailedEventDetails": {"error": RESTART_ERROR, "cause": RESTART_CAUSE},
+        }
+    )
+
+
+# ------------------------------ Saver ------------------------------
+
+
+class ServiceSaver:
+    """Writes one service's snapshot when it is dirty; waiters get group commit."""
+
+    def __init__(self, name: str, save) -> None:
+        self.name = name
+        self._save = save
+        self._cond = threading.Condition()
+        self._dirty = 0  # generation of the latest change
+        self._saved = 0  # generation the last finished save covers
+        self._waiting = 0
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"scones-save-{name}", daemon=True)
+        self._thread.start()
+
+    def touch(self, wait: bool) -> None:
+        """Record a change; with ``wait``, return once a snapshot including it is on disk."""
+        with self._cond:
+            self._dirty += 1
+            mine = self._dirty
+            if not wait:
+                self._cond.notify_all()
+                return
+            self._waiting += 1
+            self._cond.notify_all()
+            try:
+                if not self._cond.wait_for(
+                    lambda: self._saved >= mine or self._stopped, COMMIT_TIMEOUT_S
+                ):
+                    LOG.warning(
+                        "%s: a change is not on disk after %.0f s", self.name, COMMIT_TIMEOUT_S
+                    )
+            finally:
+                self._waiting -= 1
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._dirty > self._saved or self._stopped)
+                if self._stopped:
+                    return
+                if not self._waiting:  # nobody blocks on it: let more changes gather
+                    self._cond.wait_for(lambda: self._waiting or self._stopped, DEBOUNCE_S)
+                target = self._dirty
+            self._save_logged()
+            with self._cond:
+                self._saved = max(self._saved, target)
+                self._cond.notify_all()
+
+    def _save_logged(self) -> None:
+        try:
+            self._save()
+        except Exception:
+            LOG.exception("%s: saving state failed; the previous snapshot stays", self.name)
+
+    def flush(self) -> None:
+        """Save now, in the caller's thread, and stop the saver (shutdown)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=COMMIT_TIMEOUT_S)
+        self._save_logged()
+
+
+class Persistence:
+    """Every persisted service's save and load, and the request hook that drives saving."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.savers: dict[str, ServiceSaver] = {}
+        self._executions_dirty: set[str] = set()
+        self._executions_lock = threading.Lock()
+
+    # -- services --
+    def service(self, name: str):
+        from localstack.services.plugins import SERVICE_PLUGINS
+
+        container = SERVICE_PLUGINS.get_service_container(name)
+        return container.service if container else None
+
+    def provider(self, name: str):
+        service = self.service(name)
+        return getattr(service, "_provider", None) if service else None
+
+    def bundles(self, name: str) -> list:
+        """The service's AccountRegionBundles, found the way LocalStack's visitors find them."""
+        from localstack.services.stores import AccountRegionBundle
+        from localstack.state import StateVisitor
+
+        found = []
+
+        class Collect(StateVisitor):
+            def visit(self, state_container) -> None:
+                if isinstance(state_container, AccountRegionBundle):
+                    found.append(state_container)
+
+        service = self.service(name)
+        if service is not None:
+            service.accept_state_visitor(Collect())
+        return found
+
+    # -- save --
+    def save(self, name: str) -> None:
+        service = self.service(name)
+        if service is None:
+            return
+        hook = service.lifecycle_hook
+        hook.on_before_state_save()
+        if name == "s3":
+            self._save_s3_bodies()
+        if name == "stepfunctions":
+            self._save_executions()
+        skip = ("executions",) if name == "stepfunctions" else ()
+        states = [bundle_state(b, skip) for b in self.bundles(name)]
+        write_atomic(self.root / f"{name}.pickle", dumps(states))
+        hook.on_after_state_save()
+
+    def _s3_objects(self):
+        from localstack.services.s3.models import S3DeleteMarker
+
+        (s3_stores,) = self.bundles("s3")
+        seen = set()
+        for regions in dict(s3_stores).values():
+            for region_store in dict(regions).values():
+                for bucket_name, bucket in dict(region_store.buckets).items():
+                    if bucket_name in seen:
+                        continue
+                    seen.add(bucket_name)
+                    for obj in bucket.objects.values(with_versions=True):
+                        if not isinstance(obj, S3DeleteMarker):
+                            yield bucket_name, obj
+                break  # buckets are cross-region: one region's view has them all
+
+    def body_path(self, bucket: str, s3_object) -> Path:
+        ident = f"{s3_object.key}\0{s3_object.version_id or 'null'}\0"
+        ident += f"{s3_object.internal_last_modified}\0{s3_object.etag}"
+        return self.root / "s3" / "bodies" / bucket / hashlib.sha256(ident.encode()).hexdigest()
+
+    def _save_s3_bodies(self) -> None:
+        """Each object's body to its own file, before the snapshot that names it."""
+        backend = self.provider("s3")._storage_backend
+        written_dirs = set()
+        for bucket, obj in self._s3_objects():
+            path = self.body_path(bucket, obj)
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                with backend.open(bucket, obj, mode="r") as stored, open(tmp, "wb") as f:
+                    while chunk := stored.read(1 << 20):
+                        f.write(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except Exception as err:  # deleted meanwhile: the next snapshot will not name it
+                LOG.debug("s3 body %s/%s not saved: %s", bucket, obj.key, err)
+                tmp.unlink(missing_ok=True)
+                continue
+            os.replace(tmp, path)
+            written_dirs.add(path.parent)
+        for directory in written_dirs:
+            fsync_dir(directory)
+
+    def mark_execution(self, arn: str) -> None:
+        with self._executions_lock:
+            self._executions_dirty.add(arn)
+
+    def _save_executions(self) -> None:
+        (sfn_stores,) = self.bundles("stepfunctions")
+        with self._executions_lock:
+            arns, self._executions_dirty = self._executions_dirty, set()
+        if not arns:
+            return
+        folder = self.root / "stepfunctions"
+        folder.mkdir(parents=True, exist_ok=True)
+        for regions in dict(sfn_stores).values():
+            for store in dict(regions).values():
+                for arn in [a for a in arns if a in store.executions]:
+                    data = dumps(execution_record(store.executions[arn]))
+                    name = f"{hashlib.sha256(arn.encode()).hexdigest()}.pickle"
+                    write_atomic(folder / name, data, sync_dir=False)
+                    arns.discard(arn)
+        fsync_dir(folder)
+
+    # -- load --
+    def load_all(self) -> None:
+        for name in SERVICES:
+            path = self.root / f"{name}.pickle"
+            if not path.exists() or self.service(name) is None:
+                continue
+            began = time.monotonic()
+            try:
+                self.load(name, path)
+            except Exception:
+                LOG.exception("%s: the saved state could not be loaded; starting empty", name)
+                continue
+            LOG.info("%s: state loaded in %.2f s", name, time.monotonic() - began)
+
+    def load(self, name: str, path: Path) -> None:
+        states = loads(path.read_bytes())
+        hook = self.service(name).lifecycle_hook
+        hook.on_before_state_load()
+        for bundle, state in zip(self.bundles(name), states, strict=True):
+            restore_bundle(bundle, state)
+        if name == "s3":
+            self._load_s3()
+        if name == "stepfunctions":
+            self._load_executions()
+        if name == "events":
+            self._load_events()
+        hook.on_after_state_load()
+
+    def durable_s3(self) -> str:
+        """Swap the S3 provider's object store for one that reads saved bodies; its root."""
+        from scones_emulator.durable_s3 import DurableS3ObjectStore
+
+        provider = self.provider("s3")
+        backend = provider._storage_backend
+        if not isinstance(backend, DurableS3ObjectStore):
+            backend = DurableS3ObjectStore(backend.root_directory, self.body_path)
+            provider._storage_backend = backend
+        return backend.root_directory
+
+    def _load_s3(self) -> None:
+        root = self.durable_s3()
+        referenced = set()
+        for bucket, obj in self._s3_objects():
+            os.makedirs(os.path.join(root, bucket), exist_ok=True)
+            referenced.add(self.body_path(bucket, obj))
+        self.collect_bodies(referenced)
+
+    def collect_bodies(self, referenced: set[Path] | None = None) -> None:
+        """Remove body files that no saved object names (deleted or overwritten objects)."""
+        if referenced is None:
+            referenced = {self.body_path(b, o) for b, o in self._s3_objects()}
+        bodies = self.root / "s3" / "bodies"
+        if not bodies.exists():
+            return
+        for path in bodies.rglob("*"):
+            if path.is_file() and path not in referenced:
+                path.unlink(missing_ok=True)
+
+    def _load_executions(self) -> None:
+        (sfn_stores,) = self.bundles("stepfunctions")
+        folder = self.root / "stepfunctions"
+        loaded = []
+        for path in folder.glob("*.pickle") if folder.exists() else []:
+            try:
+                loaded.append(loads(path.read_bytes()))
+            except Exception as err:  # a record is written whole or not at all; say if not
+                LOG.warning("execution record %s unreadable (%s); skipped", path.name, err)
+        loaded.sort(key=lambda e: e.start_date)
+        interrupted = []
+        for execution in loaded:
+            store = sfn_stores[execution.account_id][execution.region_name]
+            execution._activity_store = store.activities
+            if str(execution.exec_status) in ("RUNNING", "ExecutionStatus.RUNNING"):
+                mark_interrupted(execution)
+                interrupted.append(execution.exec_arn)
+            store.executions[execution.exec_arn] = execution
+        for arn in interrupted:
+            self.mark_execution(arn)
+        if interrupted:
+            LOG.warning(
+                "%d executions were running when the emulator stopped: now FAILED with %s",
+                len(interrupted),
+                RESTART_ERROR,
+            )
+            self._save_executions()
+
+    def _load_events(self) -> None:
+        """Rebuild the provider's runtime objects (rule services, target senders) from the store."""
+        from localstack.services.events.event_bus import EventBusService
+        from localstack.services.events.rule import RuleService
+
+        provider = self.provider("events")
+        (events_stores,) = self.bundles("events")
+        for account_id, regions in dict(events_stores).items():
+            for region, store in dict(regions).items():
+                for bus in store.event_buses.values():
+                    provider._event_bus_services_store[bus.arn] = EventBusService(bus)
+                    for rule in bus.rules.values():
+                        provider._rule_services_store[rule.arn] = RuleService(rule)
+                        for target in (rule.targets or {}).values():
+                            if ":events:" in target["Arn"] and ":archive/" in target["Arn"]:
+                                continue
+                            provider.create_target_sender(
+                                target, rule.arn, rule.name, region, account_id
+                            )
+
+    # -- requests --
+    def on_response(self, chain, context, response) -> None:
+        """Response handler: a successful mutating call marks its service dirty (and may wait)."""
+        service = context.service.service_name if context.service else None
+        operation = context.operation.name if context.operation else ""
+        if service not in self.savers or response.status_code >= 400:
+            return
+        if operation.startswith(READ_PREFIXES) or (service, operation) in NO_STATE:
+            return
+        if service == "stepfunctions":
+            arn = (context.service_response or {}).get("executionArn")
+            if operation == "StartExecution" and arn:
+                self.mark_execution(arn)
+            elif operation in ("StopExecution",):
+                self.mark_execution(context.service_request.get("executionArn", ""))
+        self.savers[service].touch(wait=(service, operation) not in NO_WAIT)
+
+    def start(self) -> None:
+        if self.service("s3") is not None:
+            self.durable_s3()
+        for name in SERVICES:
+            if self.service(name) is not None:
+                self.savers[name] = ServiceSaver(name, lambda n=name: self.save(n))
+
+    def shutdown(self) -> None:
+        began = time.monotonic()
+        for saver in self.savers.values():
+            saver.flush()
+        if "s3" in self.savers:
+            self.collect_bodies()
+        LOG.info("state saved for shutdown in %.2f s", time.monotonic() - began)
+
+
+PERSISTENCE: Persistence | None = None
+
+
+def install() -> None:
+    """Load saved state (before the gateway serves) and start saving changes."""
+    global PERSISTENCE
+    if not PERSIST_DIR:
+        return
+    from localstack.aws import handlers
+
+    root = Path(PERSIST_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    persistence = Persistence(root)
+    persistence.load_all()
+    persistence.start()
+    handlers.run_custom_response_handlers.append(persistence.on_response)
+    _watch_executions(persistence)
+    PERSISTENCE = persistence
+    LOG.info("state persisted under %s", root)
+
+
+def _watch_executions(persistence: Persistence) -> None:
+    """An execution that ends is saved (with its history) by the next Step Functions save."""
+    from localstack.services.stepfunctions.backend import execution as execution_module
+
+    comm = execution_module.BaseExecutionWorkerCommunication
+    original = comm.terminated
+    if getattr(original, "__scones_persist__", False):
+        return
+
+    def terminated(self) -> None:
+        original(self)
+        persistence.mark_execution(self.execution.exec_arn)
+        saver = persistence.savers.get("stepfunctions")
+        if saver:
+            saver.touch(wait=False)
+
+    terminated.__scones_persist__ = True
+    comm.terminated = terminated
+
+
+def shutdown() -> None:
+    """Final save on an orderly stop (SIGTERM): nothing waits for the debounce."""
+    if PERSISTENCE is not None:
+        PERSISTENCE.shutdown()

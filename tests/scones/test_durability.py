@@ -1,0 +1,391 @@
+"""A restart, a SIGKILL or an outage loses nothing: a stack of its own, killed for real."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from scones import PROJECT_ROOT, config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BUCKET = "durability-data"  # not the workflow's: these objects are the test's alone
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """`scones` run as a user runs it, on its own state dir and ports, and boto3 clients to it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.env.update(
+            SCONES_STATE_DIR=str(state_dir),
+            SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),
+            SCONES_EMULATOR_PORT=os.environ.get("SCONES_DURABILITY_EMULATOR_PORT")
+            or str(_free_port()),
+            SCONES_MODEL_PORT=os.environ.get("SCONES_DURABILITY_MODEL_PORT") or str(_free_port()),
+        )
+        self.url = f"http://127.0.0.1:{self.env['SCONES_EMULATOR_PORT']}"
+        self.state_dir = state_dir
+
+    def scones(
+        self, *args: str, timeout: float = 420, stdin: str = ""
+    ) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", "scones", *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=PROJECT_ROOT,
+        )
+        return done
+
+    def up(self) -> None:
+        done = self.scones("up")
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def client(self, service: str):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=config.REGION,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
+    def emulator_pid(self) -> int:
+        return int((self.state_dir / "run" / "emulator.pid").read_text().split()[0])
+
+    def sigkill_emulator(self) -> None:
+        pid = self.emulator_pid()
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def durable_stack(emulator, shared_data) -> Stack:
+    """`scones up` + the staged dataset on a stack of its own; `scones down` at the end."""
+    # beside the session's state, not under /tmp (Lambda environments mount their own /tmp)
+    state_dir = config.STATE_DIR.parent / f"durability-{uuid.uuid4().hex[:6]}"
+    stack = Stack(state_dir)
+    stack.up()
+    staged = stack.scones("stage", "--source", str(shared_data))
+    assert staged.returncode == 0, staged.stderr[-3000:]
+    yield stack
+    stack.scones("down")
+    subprocess.run(["rm", "-rf", str(state_dir)], check=False)
+
+
+# ------------------------------ Inventory ------------------------------
+
+
+def inventory(stack: Stack) -> dict:
+    """Every kind of state a restart must keep, object by object (bodies and messages too)."""
+    s3, sqs, sns = stack.client("s3"), stack.client("sqs"), stack.client("sns")
+    lam, sfn, events = stack.client("lambda"), stack.client("stepfunctions"), stack.client("events")
+    found: dict = {"s3": {}, "sqs": {}, "sns": {}, "lambda": {}, "states": {}, "events": {}}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for o in page.get("Contents", []):
+            got = s3.get_object(Bucket=BUCKET, Key=o["Key"])
+            tags = s3.get_object_tagging(Bucket=BUCKET, Key=o["Key"])["TagSet"]
+            found["s3"][o["Key"]] = {
+                "body": got["Body"].read(),
+                "etag": got["ETag"],
+                "type": got["ContentType"],
+                "metadata": got["Metadata"],
+                "tags": tags,
+                "modified": got["LastModified"],
+            }
+    found["s3"]["_keys"] = {
+        o["Key"]
+        for p in s3.get_paginator("list_objects_v2").paginate(Bucket=config.BUCKET)
+        for o in p.get("Contents", [])
+    }
+    for url in sqs.list_queues().get("QueueUrls", []):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        messages: set = set()
+        for _ in range(30):  # peek: VisibilityTimeout 0 leaves each message where it was
+            got = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=0,
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages |= {
+                (m["MessageId"], m["Body"], json.dumps(m.get("MessageAttributes"))) for m in got
+            }
+            if len(messages) >= int(attributes["ApproximateNumberOfMessages"]):
+                break
+        keep = ("QueueArn", "MessageRetentionPeriod", "Policy")
+        found["sqs"][url] = {
+            "attributes": {k: attributes.get(k) for k in keep},
+            "messages": messages,
+        }
+    for topic in sns.list_topics()["Topics"]:
+        arn = topic["TopicArn"]
+        subs = sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+        found["sns"][arn] = sorted(
+            (s["SubscriptionArn"], s["Protocol"], s["Endpoint"]) for s in subs
+        )
+    for fn in lam.list_functions()["Functions"]:
+        found["lambda"][fn["FunctionName"]] = {
+            k: fn.get(k) for k in ("CodeSha256", "Handler", "Runtime", "Role", "Environment")
+        }
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        described = sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])
+        runs = {}
+        for page in sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine["stateMachineArn"]
+        ):
+            for e in page["executions"]:
+                history = sfn.get_execution_history(executionArn=e["executionArn"])["events"]
+                runs[e["name"]] = (e["status"], [(h["id"], h["type"]) for h in history])
+        found["states"][machine["name"]] = {"definition": described["definition"], "runs": runs}
+    for rule in events.list_rules()["Rules"]:
+        targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        found["events"][rule["Name"]] = (rule["EventPattern"], rule["State"], targets)
+    return found
+
+
+def make_state(stack: Stack) -> dict:
+    """One of each kind of state beside what `scones up` and `stage` made; returns names used."""
+    s3, sqs, sns = stack.client("s3"), stack.client("sqs"), stack.client("sns")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="small.json",
+        Body=b'{"order": 1}',
+        ContentType="application/json",
+        Metadata={"driver": "d-17"},
+        Tagging="kind=order",
+    )
+    s3.put_object(Bucket=BUCKET, Key="big.bin", Body=os.urandom(3 * 1024 * 1024 + 7))
+    s3.put_object(Bucket=BUCKET, Key="overwritten.txt", Body=b"first")
+    s3.put_object(Bucket=BUCKET, Key="overwritten.txt", Body=b"second")
+    s3.put_object(Bucket=BUCKET, Key="deleted.txt", Body=b"gone")
+    s3.delete_object(Bucket=BUCKET, Key="deleted.txt")
+    review = sqs.get_queue_url(QueueName=f"{config.RESOURCE_PREFIX}-review")["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(
+            QueueUrl=review,
+            MessageBody=json.dumps({"s3_key": f"incoming/{i}.png", "reason": "low confidence"}),
+            MessageAttributes={"n": {"DataType": "Number", "StringValue": str(i)}},
+        )
+    extra = sqs.create_queue(QueueName="durability-extra")["QueueUrl"]
+    extra_arn = sqs.get_queue_attributes(QueueUrl=extra, AttributeNames=["QueueArn"])
+    topic = sns.create_topic(Name="durability-topic")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=extra_arn["Attributes"]["QueueArn"])
+    # one finished execution of the workflow, with its history
+    sfn = stack.client("stepfunctions")
+    machine = next(
+        m["stateMachineArn"]
+        for m in sfn.list_state_machines()["stateMachines"]
+        if m["name"] == f"{config.RESOURCE_PREFIX}-image-workflow"
+    )
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=config.BUCKET, Prefix="datasets/")["Contents"]
+        if o["Key"].endswith(".png")
+    )
+    arn = sfn.start_execution(
+        stateMachineArn=machine,
+        name=f"before-restart-{uuid.uuid4().hex[:6]}",
+        input=json.dumps({"s3_bucket": config.BUCKET, "s3_key": key}),
+    )["executionArn"]
+    deadline = time.monotonic() + 120
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{arn} still running"
+        time.sleep(0.5)
+    return {"machine": machine, "topic": topic, "extra_queue": extra, "image_key": key}
+
+
+def assert_kept(before: dict, after: dict) -> None:
+    """Everything before is there after, unchanged; kind by kind, so a failure names the loss.
+
+    The running stack may add (data capture objects, notifications still on their way), so
+    the workflow bucket's keys, queue messages and executions are compared as "all kept".
+    """
+    for kind, named in before.items():
+        for name, value in named.items():
+            assert name in after[kind], f"{kind} {name} lost across the restart"
+            got = after[kind][name]
+            if kind == "sqs":
+                assert got["attributes"] == value["attributes"], name
+                assert value["messages"] <= got["messages"], f"messages lost from {name}"
+            elif kind == "states":
+                assert got["definition"] == value["definition"], name
+                for run, seen in value["runs"].items():
+                    assert got["runs"].get(run) == seen, f"execution {run} of {name} changed"
+            elif name == "_keys":
+                assert value <= got, f"objects lost: {sorted(value - got)[:5]}"
+            else:
+                assert got == value, f"{kind} {name} changed across the restart"
+
+
+# ------------------------------ Tests ------------------------------
+
+
+def test_sigkill_and_restart_keep_every_kind_of_state_and_the_stack_works_after(durable_stack):
+    made = make_state(durable_stack)
+    before = inventory(durable_stack)
+    assert len(before["s3"]["_keys"]) >= 1200  # the staged dataset
+    assert (
+        "deleted.txt" not in before["s3"] and before["s3"]["overwritten.txt"]["body"] == b"second"
+    )
+
+    durable_stack.sigkill_emulator()
+    durable_stack.up()
+    after_kill = inventory(durable_stack)
+
+    assert_kept(before, after_kill)
+
+    # the restored pieces still work: a function, the S3 -> EventBridge -> Step Functions chain
+    lam = durable_stack.client("lambda")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("echo.py", "def handler(event, context):\n    return event\n")
+    lam.create_function(
+        FunctionName="durability-echo",
+        Runtime=config.LAMBDA_RUNTIME,
+        Handler="echo.handler",
+        Role=f"arn:aws:iam::{config.ACCOUNT_ID}:role/durability",
+        Code={"ZipFile": archive.getvalue()},
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName="durability-echo")
+    serialize = f"{config.RESOURCE_PREFIX}-serialize-image-data"
+    answer = lam.invoke(
+        FunctionName=serialize,
+        Payload=json.dumps({"s3_bucket": config.BUCKET, "s3_key": made["image_key"]}),
+    )
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    s3, sfn = durable_stack.client("s3"), durable_stack.client("stepfunctions")
+    image = s3.get_object(Bucket=config.BUCKET, Key=made["image_key"])["Body"].read()
+    upload = f"{config.INCOMING_PREFIX}after-restart-{uuid.uuid4().hex[:6]}.png"
+    s3.put_object(Bucket=config.BUCKET, Key=upload, Body=image)
+    deadline = time.monotonic() + 90
+    while True:
+        runs = sfn.list_executions(stateMachineArn=made["machine"])["executions"]
+        started = [
+            r
+            for r in runs
+            if upload in sfn.describe_execution(executionArn=r["executionArn"])["input"]
+        ]
+        if started and started[0]["status"] != "RUNNING":
+            break
+        assert time.monotonic() < deadline, f"no execution ended for {upload}"
+        time.sleep(1)
+    assert started[0]["status"] in ("SUCCEEDED", "FAILED")
+    ended = sfn.describe_execution(executionArn=started[0]["executionArn"])
+    assert ended["status"] == "SUCCEEDED" or ended["error"] == "ThresholdConfidenceNotMet"
+
+    # an orderly stop (SIGTERM) keeps it all too, what was added since included
+    before_stop = inventory(durable_stack)
+    down = durable_stack.scones("down")
+    assert down.returncode == 0, down.stderr
+    durable_stack.up()
+
+    assert_kept(before_stop, inventory(durable_stack))
+    assert "durability-echo" in before_stop["lambda"]
+
+
+def test_executions_cut_short_by_a_sigkill_are_failed_named_and_rerun_by_up(durable_stack):
+    sfn = durable_stack.client("stepfunctions")
+    machine = next(
+        m["stateMachineArn"]
+        for m in sfn.list_state_machines()["stateMachines"]
+        if m["name"] == f"{config.RESOURCE_PREFIX}-image-workflow"
+    )
+    # a Wait state keeps the execution running when the kill comes
+    slow = sfn.create_state_machine(
+        name=f"durability-slow-{uuid.uuid4().hex[:6]}",
+        definition=json.dumps(
+            {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 120, "End": True}}}
+        ),
+        roleArn=f"arn:aws:iam::{config.ACCOUNT_ID}:role/durability",
+    )["stateMachineArn"]
+    held = sfn.start_execution(stateMachineArn=slow, name="held")["executionArn"]
+    s3 = durable_stack.client("s3")
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=config.BUCKET, Prefix="datasets/")["Contents"]
+        if o["Key"].endswith(".png")
+    )
+    # an upload whose event cannot reach the workflow: the rule is off while it lands
+    events = durable_stack.client("events")
+    rule = f"{config.RESOURCE_PREFIX}-incoming"
+    events.disable_rule(Name=rule)
+    orphan = f"{config.INCOMING_PREFIX}orphan-{uuid.uuid4().hex[:6]}.png"
+    s3.put_object(
+        Bucket=config.BUCKET,
+        Key=orphan,
+        Body=s3.get_object(Bucket=config.BUCKET, Key=key)["Body"].read(),
+    )
+    events.enable_rule(Name=rule)
+
+    durable_stack.sigkill_emulator()
+    durable_stack.up()  # loads the state, then reconciles
+
+    described = sfn.describe_execution(executionArn=held)
+    assert (described["status"], described["error"]) == ("FAILED", "EmulatorRestarted")
+    history = sfn.get_execution_history(executionArn=held)["events"]
+    assert history[-1]["type"] == "ExecutionFailed"
+    assert sfn.describe_execution(executionArn=f"{held}-r1")["input"] == described["input"]
+    # the orphaned upload got an execution of the image workflow
+    inputs = [
+        sfn.describe_execution(executionArn=r["executionArn"])["input"]
+        for r in sfn.list_executions(stateMachineArn=machine)["executions"]
+    ]
+    assert any(orphan in text for text in inputs)
+
+
+def test_bench_faults_smoke_loses_no_order(durable_stack):
+    done = durable_stack.scones("bench", "faults", "--smoke", "--json", timeout=900)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["fault"]: r for r in json.loads(done.stdout)}
+    assert set(results) == {"endpoint", "lambda", "emulator"}
+    for fault, r in results.items():
+        assert r["lost"] == 0 and r["failed_infra"] == 0, (fault, r)
+        assert r["sent"] == r["succeeded"] + r["reviewed"] + r["failed_bad_input"], (fault, r)
+        assert r["failed_bad_input"] >= 1  # bad input still fails, named
+    assert results["emulator"]["objects_after"] >= results["emulator"]["objects_before"] > 0
+    assert "SIGKILLed" in results["lambda"]["fault_detail"]
+
+
+def test_reset_asks_then_wipes_the_saved_state(durable_stack):
+    refused = durable_stack.scones("reset", stdin="n\n")
+    assert refused.returncode != 0
+    running = durable_stack.scones("reset", "--yes")
+    assert running.returncode != 0 and "scones down" in running.stderr  # the stack is up
+
+    assert durable_stack.scones("down").returncode == 0
+    assert durable_stack.scones("reset", "--yes").returncode == 0
+    durable_stack.up()
+
+    s3 = durable_stack.client("s3")
+    assert BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert s3.list_objects_v2(Bucket=config.BUCKET).get("KeyCount", 0) == 0
