@@ -91,13 +91,16 @@ def route(
     confidence = request.inferences[best]
     label = request.body.get("label") or (classes[best] if best < len(classes) else str(best))
     where = request.body.get("s3_key", "the image")
+    # u = 0: the model has no doubt it is one of its classes (also where a threshold above 1
+    # makes the cut negative); from the cut on, u alone rules the threshold out
+    ood = request.ood_score or 0.0
     if (
         confidence < threshold
-        and request.ood_score is not None
-        and request.ood_score >= (unknown_cut(threshold, len(request.inferences)))
+        and ood > 0
+        and ood >= unknown_cut(threshold, len(request.inferences))
     ):
         raise NotATwoWheeler(
-            f"{where}: unknown-image score {request.ood_score:.3f} (top class {label!r} at "
+            f"{where}: unknown-image score {ood:.3f} (top class {label!r} at "
             f"{confidence:.4f}): it does not look like any of {', '.join(classes)}; sent to the "
             "review queue"
         )

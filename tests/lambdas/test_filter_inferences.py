@@ -106,6 +106,16 @@ def test_the_reason_follows_the_unknown_score_cut(filter_module, context, ood_sc
     assert filter_module.unknown_cut(0.93, 2) == pytest.approx(0.14)
 
 
+def test_a_threshold_above_one_is_low_confidence_for_a_known_image(load_lambda, monkeypatch):
+    """Above 1 nothing passes and the cut is negative: u = 0 still means a known kind."""
+    monkeypatch.setenv("THRESHOLD", "1.01")
+    filter_module = load_lambda("filter_inferences")
+    for ood, error in ((0.0, "ThresholdConfidenceNotMet"), (0.2, "NotATwoWheeler")):
+        with pytest.raises(Exception) as err:
+            filter_module.handler({"body": {"inferences": [0.01, 0.99], "ood_score": ood}}, None)
+        assert type(err.value).__name__ == error
+
+
 def test_a_confident_result_passes_whatever_its_unknown_score(filter_module, context):
     body = filter_module.handler({"body": {"inferences": [0.01, 0.99], "ood_score": 0.5}}, context)
 
