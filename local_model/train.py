@@ -58,10 +58,12 @@ HYP: dict = {
     # 95 % validation, 1: 92 %, 11: 91.5 % -- on 800 images more trainable weights overfit.
     # At 160 px, 8 (the 80-channel stage frozen too) is as accurate as 5 and much cheaper.
     "freeze_blocks": 8,
-    # LwF weight keeping the ImageNet head alive as an "other vehicle" signal. Off: on 32 px
+    # LwF weight keeping the ImageNet head alive on the fine-tuned features. Off: on 32 px
     # thumbnails the original network calls 10 % of genuine bikes a lawn mower, threshing
-    # machine or go-kart with >= 0.91 probability, so the signal cannot separate buses. Nor does
-    # it regularise: weight 1.0 gave 94.9 % against 97.3 % in 5-fold CV on train (seed 0).
+    # machine or go-kart with >= 0.91 probability, so its plain vehicle mass cannot separate
+    # buses (the "other vehicle" signal is VehiclePrior's ratio against two-wheelers, on the
+    # untouched network instead). Nor does it regularise: weight 1.0 gave 94.9 % against
+    # 97.3 % in 5-fold CV on train (seed 0).
     "distill_weight": 0.0,
     # augmented views per image whose frozen-trunk output is computed once and reused; as many
     # as epochs, so no epoch sees a view twice. 5-fold cross-validation on train (`scones train
