@@ -99,6 +99,23 @@ def runtime_client():
 
 def invoke_endpoint(image: bytes, endpoint: str, client=None) -> list[float]:
     """The endpoint's probabilities for one image; transient failures raise EndpointUnavailable."""
+    return invoke_with_ood(image, endpoint, client)[0]
+
+
+def ood_score_of(custom_attributes: str | None) -> float | None:
+    """The model's unknown-image score from CustomAttributes ("ood_score=0.87"), if it sent one."""
+    for part in (custom_attributes or "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "ood_score":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def invoke_with_ood(image: bytes, endpoint: str, client=None) -> tuple[list[float], float | None]:
+    """Probabilities and the unknown-image score (None from a model that sends none)."""
     client = client or runtime_client()
     content_type = next((m for k, m in MIME_BY_MAGIC.items() if image.startswith(k)), "image/png")
     try:
@@ -115,7 +132,7 @@ def invoke_endpoint(image: bytes, endpoint: str, client=None) -> list[float]:
     raw = response["Body"].read()
     try:
         values = json.loads(raw)
-        return [float(v) for v in values]
+        return [float(v) for v in values], ood_score_of(response.get("CustomAttributes"))
     except (ValueError, TypeError) as err:
         raise UnexpectedModelOutput(
             f"endpoint {endpoint} answered {raw[:120]!r}; expected a JSON list of probabilities"
@@ -146,8 +163,9 @@ def classify(
     classes: list[str] | None = None,
     client=None,
 ) -> dict:
-    """The body with inferences (class order), the top label and its confidence."""
-    inferences = invoke_endpoint(request.image, endpoint, client)
+    """The body with inferences (class order), the top label and its confidence, and the model's
+    ood_score when it sends one (the filter names such images NotATwoWheeler)."""
+    inferences, ood_score = invoke_with_ood(request.image, endpoint, client)
     classes = classes or CLASS_NAMES
     if len(inferences) != len(classes):
         raise UnexpectedModelOutput(
@@ -155,12 +173,15 @@ def classify(
             f"({','.join(classes)}); set CLASS_NAMES from the model's model.json"
         )
     best = max(range(len(inferences)), key=inferences.__getitem__)
-    return {
+    body = {
         **request.body,
         "inferences": inferences,
         "label": classes[best],
         "confidence": inferences[best],
     }
+    if ood_score is not None:
+        body["ood_score"] = ood_score
+    return body
 
 
 def handler(event: dict, context) -> dict:

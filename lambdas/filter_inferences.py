@@ -32,12 +32,24 @@ class ThresholdConfidenceNotMet(Exception):
     """The top probability is below THRESHOLD: the image needs a human look (review queue)."""
 
 
+class NotATwoWheeler(Exception):
+    """The model's unknown-image score alone keeps the image below THRESHOLD: it looks like none
+    of the classes (a bus, a truck, not a vehicle); a person looks at it (review queue)."""
+
+
+def unknown_cut(threshold: float, num_classes: int) -> float:
+    """The ood_score u from which no image can pass: the model serves (1-u)*p + u/K."""
+    return (1 - threshold) / (1 - 1 / num_classes)
+
+
 @dataclass(frozen=True)
 class FilterEvent:
-    """The course's body after classification; inferences as floats in class order."""
+    """The course's body after classification; inferences as floats in class order; ood_score
+    when the model sent one (scones' classify step adds it; the course's does not)."""
 
     body: dict
     inferences: list[float]
+    ood_score: float | None = None
 
     @classmethod
     def from_event(cls, event: dict) -> FilterEvent:
@@ -57,7 +69,11 @@ class FilterEvent:
             ) from err
         if not values:
             raise InvalidEvent("inferences is empty; the classify step did not run")
-        return cls(body=body, inferences=values)
+        try:
+            ood = None if body.get("ood_score") is None else float(body["ood_score"])
+        except (TypeError, ValueError) as err:
+            raise InvalidEvent(f"ood_score {body.get('ood_score')!r} is not a number") from err
+        return cls(body=body, inferences=values, ood_score=ood)
 
 
 def route(
@@ -66,13 +82,28 @@ def route(
     classes: list[str] | None = None,
     bays: dict[str, str] | None = None,
 ) -> dict:
-    """The body plus label, confidence and loading bay; raises below the threshold."""
+    """The body plus label, confidence and loading bay; raises below the threshold:
+    NotATwoWheeler when the unknown-image score alone explains it, else
+    ThresholdConfidenceNotMet."""
     classes = classes or CLASS_NAMES
     bays = LOADING_BAYS if bays is None else bays
     best = max(range(len(request.inferences)), key=request.inferences.__getitem__)
     confidence = request.inferences[best]
     label = request.body.get("label") or (classes[best] if best < len(classes) else str(best))
     where = request.body.get("s3_key", "the image")
+    # u = 0: the model has no doubt it is one of its classes (also where a threshold above 1
+    # makes the cut negative); from the cut on, u alone rules the threshold out
+    ood = request.ood_score or 0.0
+    if (
+        confidence < threshold
+        and ood > 0
+        and ood >= unknown_cut(threshold, len(request.inferences))
+    ):
+        raise NotATwoWheeler(
+            f"{where}: unknown-image score {ood:.3f} (top class {label!r} at "
+            f"{confidence:.4f}): it does not look like any of {', '.join(classes)}; sent to the "
+            "review queue"
+        )
     if confidence < threshold:
         raise ThresholdConfidenceNotMet(
             f"{where}: top class {label!r} has confidence {confidence:.4f}, below the threshold "

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 # The image workflow's error for low confidence: those items wait in the review queue.
 REVIEW_ERROR = "ThresholdConfidenceNotMet"
+# Its error when the model says the image is none of its classes: in the review queue too.
+UNKNOWN_ERROR = "NotATwoWheeler"
 # What a Map iteration that failed outright (no record of its own) is counted as.
 ITERATION_FAILED = "MapIterationFailed"
 
@@ -37,9 +39,12 @@ class SummarizeEvent:
 
 
 def outcome_of(record: dict) -> str:
-    """succeeded, review (low confidence, queued for a person) or failed."""
+    """succeeded, review (low confidence, queued for a person), not_a_two_wheeler (queued too)
+    or failed."""
     if record.get("outcome") == "succeeded":
         return "succeeded"
+    if record.get("error") == UNKNOWN_ERROR:
+        return "not_a_two_wheeler"
     return "review" if record.get("error") == REVIEW_ERROR else "failed"
 
 
@@ -47,7 +52,7 @@ def summarize(request: SummarizeEvent) -> dict:
     """Counts per outcome, per label (confident results) and per error, plus every item."""
     records = [r if isinstance(r, dict) else {"error": ITERATION_FAILED} for r in request.results]
     items = [{**r, "outcome": outcome_of(r)} for r in records]
-    outcomes = Counter({"succeeded": 0, "review": 0, "failed": 0})
+    outcomes = Counter({"succeeded": 0, "review": 0, "not_a_two_wheeler": 0, "failed": 0})
     outcomes.update(item["outcome"] for item in items)
     labels = Counter(item.get("label") for item in items if item["outcome"] == "succeeded")
     errors = Counter(

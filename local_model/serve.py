@@ -48,6 +48,9 @@ JSON = "application/json"
 PLAIN_ACCEPTS = ("", "*/*", "application/*", JSON)
 VERBOSE_ACCEPT = "application/json;verbose"
 INFERENCE_ID_HEADER = "x-amzn-sagemaker-inference-id"
+# SageMaker hands this response header to the caller as InvokeEndpoint's CustomAttributes; the
+# body stays the plain list of probabilities the course's Lambdas expect.
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 GRACEFUL_SHUTDOWN_SECONDS = 30  # uvicorn finishes in-flight requests for at most this long
 CAPTURE_CLOSE_SECONDS = 8.0  # S3 retries at shutdown; under the 10 s grace of `scones down`
 
@@ -153,6 +156,7 @@ class OnnxModel:
     classes: list[str]
     spec: dict
     model_dir: Path
+    ood_name: str | None = None  # the unknown-image score, when model.json names one
 
     @classmethod
     def load(cls, model_dir: Path, intra_op_threads: int = 2) -> OnnxModel:
@@ -183,6 +187,7 @@ class OnnxModel:
             classes=[str(c) for c in meta["classes"]],
             spec=dict(meta["input"]),
             model_dir=model_dir,
+            ood_name=meta["outputs"].get("ood_score") or None,
         )
         probs = model.run(np.zeros((1, 3, *model.input_hw), dtype=np.float32))
         if probs.shape != (1, len(model.classes)):
@@ -198,8 +203,14 @@ class OnnxModel:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) float32 -> (N, classes) probabilities."""
-        (probs,) = self.session.run([self.output_name], {self.input_name: batch})
-        return np.asarray(probs, dtype=np.float32)
+        return self.run_with_ood(batch)[0]
+
+    def run_with_ood(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, 3, H, W) float32 -> probabilities (N, classes), ood_score (N,) or None."""
+        names = [self.output_name] + ([self.ood_name] if self.ood_name else [])
+        out = self.session.run(names, {self.input_name: batch})
+        ood = np.asarray(out[1], dtype=np.float32) if self.ood_name else None
+        return np.asarray(out[0], dtype=np.float32), ood
 
     def prepare(self, data: bytes, max_pixels: int) -> np.ndarray:
         """Image bytes -> (3, H, W), with training's preprocessing (local_model.preprocess)."""
@@ -209,6 +220,16 @@ class OnnxModel:
 
 
 # ------------------------------ Micro-batching ------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One image's result: probabilities in class order, and the unknown-image score u (0..1:
+    0 = like the training images, 1 = certainly none of the classes), None if the model has none.
+    """
+
+    probs: np.ndarray
+    ood_score: float | None = None
 
 
 class MicroBatcher:
@@ -249,7 +270,7 @@ class MicroBatcher:
         self._executor.shutdown(wait=True)
 
     def submit(self, x: np.ndarray) -> asyncio.Future:
-        """Queue one prepared image (3, H, W); the future resolves to its probabilities."""
+        """Queue one prepared image (3, H, W); the future resolves to its Answer."""
         fut = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((x, fut))
         self._arrived.set()
@@ -280,7 +301,7 @@ class MicroBatcher:
             try:
                 x = np.stack([item for item, _ in batch])
                 began = time.perf_counter()
-                probs = await loop.run_in_executor(self._executor, self.model.run, x)
+                probs, ood = await loop.run_in_executor(self._executor, self.model.run_with_ood, x)
                 self.metrics.inference.observe(time.perf_counter() - began)
                 self.metrics.batch_size.observe(len(batch))
             except Exception as err:  # the model failed: every request of the batch learns it
@@ -289,9 +310,9 @@ class MicroBatcher:
                     if not fut.done():
                         fut.set_exception(err)
                 continue
-            for fut, row in zip(futures, probs, strict=True):
+            for i, fut in enumerate(futures):
                 if not fut.done():  # the client may have gone away
-                    fut.set_result(row)
+                    fut.set_result(Answer(probs[i], None if ood is None else float(ood[i])))
 
 
 # ------------------------------ Metrics ------------------------------
@@ -421,8 +442,11 @@ class Server:
             await asyncio.to_thread(self.capture.close, CAPTURE_CLOSE_SECONDS)
         self.model = None
 
-    async def invoke(self, request: Request, endpoint: str) -> tuple[bytes, str]:
-        """Run one invocation: check, decode, batch, answer, capture. Raises InvocationError."""
+    async def invoke(self, request: Request, endpoint: str) -> tuple[bytes, str, dict]:
+        """Run one invocation: check, decode, batch, answer, capture. Raises InvocationError.
+
+        Returns the body, its media type and response headers (the ood_score as CustomAttributes).
+        """
         s = self.settings
         content_type = request.headers.get("content-type", "")
         base_type = content_type.split(";", 1)[0].strip().lower()
@@ -452,17 +476,22 @@ class Server:
         finally:
             self.batcher.decoding -= 1
         try:
-            probs = await probs_future
+            result = await probs_future
         except Exception as err:
             raise InvocationError(500, "InferenceFailed", f"the model failed: {err}") from err
-        values = [float(p) for p in probs]
+        values = [float(p) for p in result.probs]
+        headers = {}
+        if result.ood_score is not None:
+            headers[CUSTOM_ATTRIBUTES_HEADER] = f"ood_score={result.ood_score:.6f}"
         if verbose:
-            best = int(np.argmax(probs))
+            best = int(np.argmax(result.probs))
             answer = {
                 "prediction": values,
                 "labels": self.model.classes,
                 "predicted_label": self.model.classes[best],
             }
+            if result.ood_score is not None:
+                answer["ood_score"] = result.ood_score
         else:
             answer = values
         out = json.dumps(answer).encode()
@@ -475,7 +504,7 @@ class Server:
                 output_content_type=JSON,
                 inference_id=request.headers.get(INFERENCE_ID_HEADER) or None,
             )
-        return out, JSON
+        return out, JSON, headers
 
     def _prepare(self, body: bytes) -> np.ndarray:
         try:
@@ -571,7 +600,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def answer(request: Request, endpoint: str, route: str) -> Response | InvocationError:
         began = time.perf_counter()
         try:
-            body, media_type = await server.invoke(request, endpoint)
+            body, media_type, headers = await server.invoke(request, endpoint)
         except InvocationError as err:
             if err.status >= 500:
                 LOG.error("invocation failed: %s", err.message)
@@ -580,7 +609,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return err
         server.metrics.latency.observe(time.perf_counter() - began)
         server.metrics.requests.labels(route, "200").inc()
-        return Response(body, media_type=media_type)
+        return Response(body, media_type=media_type, headers=headers)
 
     @app.get("/ping")
     async def ping() -> Response:

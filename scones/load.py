@@ -28,6 +28,7 @@ from scones import SconesError, config
 from scones.report import (
     REVIEW_ERROR,
     TERMINAL,
+    UNKNOWN_ERROR,
     execution_arn,
     ground_truth,
     image_machine_arn,
@@ -212,6 +213,8 @@ class Tracked:
             return "unaccounted"
         if self.status == "SUCCEEDED":
             return "succeeded"
+        if self.error == UNKNOWN_ERROR:
+            return "not_a_two_wheeler"
         return "reviewed" if self.error == REVIEW_ERROR else "failed"
 
 
@@ -228,6 +231,7 @@ class LoadSummary:
     succeeded: int = 0
     succeeded_by_label: dict[str, int] = field(default_factory=dict)
     reviewed: int = 0
+    not_a_two_wheeler: int = 0  # in the review queue too: the model's unknown-image score
     failed: int = 0
     failed_by_error: dict[str, int] = field(default_factory=dict)
     unaccounted: int = 0
@@ -248,6 +252,7 @@ def summarize(tracked: list[Tracked], run_id: str, prefix: str, mode: str) -> Lo
     s.reused = sum(1 for t in tracked if t.reused)
     outcomes = Counter(t.outcome for t in tracked)
     s.succeeded, s.reviewed = outcomes["succeeded"], outcomes["reviewed"]
+    s.not_a_two_wheeler = outcomes["not_a_two_wheeler"]
     s.failed, s.unaccounted = outcomes["failed"], outcomes["unaccounted"]
     s.succeeded_by_label = dict(Counter(t.label for t in tracked if t.outcome == "succeeded"))
     s.failed_by_error = dict(
@@ -396,6 +401,7 @@ class LoadRun:
                     completed=finished,
                     counts=(
                         f"ok {counts['succeeded']} · review {counts['reviewed']} · "
+                        f"not a two-wheeler {counts['not_a_two_wheeler']} · "
                         f"failed {counts['failed']} · running {counts['unaccounted']}"
                     ),
                 )
@@ -475,6 +481,9 @@ def print_summary(s: LoadSummary, console: Console | None = None) -> None:
     )
     console.print(f"  succeeded {s.succeeded} {s.succeeded_by_label}", markup=False)
     console.print(f"  reviewed  {s.reviewed} (low confidence, in the review queue)")
+    console.print(
+        f"  not a two-wheeler {s.not_a_two_wheeler} (unknown to the model, in the review queue)"
+    )
     console.print(f"  failed    {s.failed} {s.failed_by_error}", markup=False)
     console.print(f"  unaccounted {mark} (DescribeExecution of every execution started)")
     for kind, counts in sorted(s.by_kind.items()):

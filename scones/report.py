@@ -31,7 +31,10 @@ OUT = Console(stderr=True)
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 REVIEW_ERROR = "ThresholdConfidenceNotMet"  # filter_inferences' error: the image waits for review
-OUTCOMES = ("succeeded", "review", "failed", "running")
+# filter_inferences' error when the model's unknown-image score alone kept the image below the
+# threshold (a bus, a truck): also in the review queue, counted as its own outcome
+UNKNOWN_ERROR = "NotATwoWheeler"
+OUTCOMES = ("succeeded", "review", "not_a_two_wheeler", "failed", "running")
 DATASETS_PREFIX = "datasets/"  # where `scones stage` puts each dataset (datasets/<name>/)
 LST_SPLITS = ("test", "validation", "train")
 HISTORY_THREADS = 8  # GetExecutionHistory calls at once; more only queue at the emulator
@@ -134,11 +137,14 @@ class ExecutionRecord:
 
 
 def outcome_of(status: str, error: str | None) -> str:
-    """succeeded, review (low confidence: in the review queue), failed, or running."""
+    """succeeded, review (low confidence: in the review queue), not_a_two_wheeler (in the review
+    queue too: the model says it is none of the classes), failed, or running."""
     if status == "SUCCEEDED":
         return "succeeded"
     if status == "RUNNING":
         return "running"
+    if error == UNKNOWN_ERROR:
+        return "not_a_two_wheeler"
     return "review" if error == REVIEW_ERROR else "failed"
 
 
@@ -262,7 +268,7 @@ def record_from_history(summary: dict, events: list[dict]) -> ExecutionRecord:
             record.label = body.get("label")
             conf = body.get("confidence")
             record.confidence = float(conf) if conf is not None else max(record.inferences)
-    if record.error == REVIEW_ERROR:
+    if record.error in (REVIEW_ERROR, UNKNOWN_ERROR):
         record.failed_state = record.failed_state or "FilterInferences"
     if record.status == "SUCCEEDED" and record.failed_state:
         record.failed_state = None  # a retried step that then worked
@@ -664,14 +670,20 @@ def confidence_figure(
 
 
 def outcome_figure(outcomes: dict[str, int], errors: dict[str, int]) -> bytes:
-    """Bars: succeeded, review, and failed split by error."""
+    """Bars: succeeded, review, not a two-wheeler, and failed split by error."""
     plt = _pyplot()
-    names = ["succeeded", "review", *[f"failed: {e}" for e in errors]]
-    values = [outcomes.get("succeeded", 0), outcomes.get("review", 0), *errors.values()]
+    names = ["succeeded", "review", "not a two-wheeler", *[f"failed: {e}" for e in errors]]
+    values = [
+        outcomes.get("succeeded", 0),
+        outcomes.get("review", 0),
+        outcomes.get("not_a_two_wheeler", 0),
+        *errors.values(),
+    ]
     if outcomes.get("running"):
         names.append("running")
         values.append(outcomes["running"])
-    colors = ["#2a9d8f", "#e9c46a", *["#e76f51"] * len(errors), "#8d99ae"][: len(names)]
+    colors = ["#2a9d8f", "#e9c46a", "#f4a261", *["#e76f51"] * len(errors), "#8d99ae"]
+    colors = colors[: len(names)]
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(names)))
     ax.barh(names[::-1], values[::-1], color=colors[::-1])
     for y, v in enumerate(values[::-1]):
@@ -811,6 +823,8 @@ def _accuracy_text(summary: dict) -> str:
 def _rejected_caption(r: ExecutionRecord) -> str:
     if r.outcome == "review":
         return f"review: {r.label} {r.confidence:.3f}"
+    if r.outcome == "not_a_two_wheeler":
+        return f"not a two-wheeler: {r.label} {r.confidence:.3f}"
     return f"{r.error}: {(r.s3_key or '').rsplit('/', 1)[-1]}"
 
 
@@ -841,6 +855,7 @@ def render_html(
         ("images", summary["images"]),
         ("succeeded", summary["outcomes"]["succeeded"]),
         ("review", summary["outcomes"]["review"]),
+        ("not a two-wheeler", summary["outcomes"]["not_a_two_wheeler"]),
         ("failed", summary["outcomes"]["failed"]),
         ("accuracy", f"{acc:.1%} of {summary['judged']}" if acc is not None else "n/a"),
         ("coverage", f"{at['coverage']:.1%}"),
@@ -851,7 +866,7 @@ def render_html(
         for s, v in summary["latency_s"].items()
     ]
     wrong = [r for r in records if r.correct is False]
-    rejected = [r for r in records if r.outcome in ("review", "failed")]
+    rejected = [r for r in records if r.outcome in ("review", "not_a_two_wheeler", "failed")]
     rows = [
         [
             r.name,
@@ -896,7 +911,7 @@ def render_html(
         fig("latency", "latency per step"),
         _table(["state", "n", "p50 ms", "p95 ms", "max ms"], latency_rows),
         f"<h2>Rejected images ({len(rejected)})</h2>",
-        "<p>Sent to review (low confidence) or failed.</p>",
+        "<p>Sent to review (low confidence, or not a two-wheeler) or failed.</p>",
         _gallery(rejected, _rejected_caption),
         f"<h2>Wrong labels ({len(wrong)})</h2>",
         _gallery(wrong, lambda r: f"{r.truth} → {r.label} ({r.confidence:.3f})"),

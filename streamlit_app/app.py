@@ -78,12 +78,13 @@ tab_runs, tab_one, tab_threshold, tab_review, tab_health = st.tabs(
 def executions_tab() -> None:
     recs = load_records()
     c = ex.counts(recs)
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("executions", len(recs))
     cols[1].metric("succeeded", c["succeeded"])
     cols[2].metric("review", c["review"])
-    cols[3].metric("failed", c["failed"])
-    cols[4].metric("running", c["running"])
+    cols[3].metric("not a two-wheeler", c["not_a_two_wheeler"])
+    cols[4].metric("failed", c["failed"])
+    cols[5].metric("running", c["running"])
     table = ex.table_rows(recs)
     st.dataframe(
         table,

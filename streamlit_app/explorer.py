@@ -10,6 +10,7 @@ from datetime import datetime
 
 from scones import config
 from scones.report import (
+    OUTCOMES,
     ExecutionRecord,
     RecordCache,
     clients,
@@ -77,8 +78,8 @@ def table_rows(records: list[ExecutionRecord]) -> list[dict]:
 
 
 def counts(records: list[ExecutionRecord]) -> dict[str, int]:
-    """Executions by outcome (succeeded, review, failed, running)."""
-    out = {"succeeded": 0, "review": 0, "failed": 0, "running": 0}
+    """Executions by outcome (succeeded, review, not_a_two_wheeler, failed, running)."""
+    out = dict.fromkeys(OUTCOMES, 0)
     for r in records:
         out[r.outcome] += 1
     return out

@@ -59,6 +59,24 @@ def test_classify_labels_come_from_the_class_order(
     assert body["body"]["label"] == "motorcycle"  # blue scores the second class
 
 
+def test_the_model_servers_unknown_score_reaches_the_filter_as_not_a_two_wheeler(
+    classify_for, load_lambda, tiny_endpoint, event, png, context
+):
+    """The server sends ood_score as CustomAttributes (the body stays the course's plain list):
+    classify adds it to the body, and filter_inferences names the review reason from it."""
+    classify = classify_for(tiny_endpoint.url)
+    known = classify.handler(event("classify_image"), context)["body"]  # red: a known class
+    unknown = classify.handler(_with_image(event("classify_image"), png((0, 255, 0))), context)
+
+    assert known["ood_score"] == pytest.approx(0.0)
+    assert unknown["body"]["ood_score"] == pytest.approx(1.0)  # green: neither red nor blue
+    assert unknown["body"]["confidence"] < 0.93
+    filter_module = load_lambda("filter_inferences")
+    with pytest.raises(Exception) as err:
+        filter_module.handler(unknown, context)
+    assert type(err.value).__name__ == "NotATwoWheeler"
+
+
 def test_classify_reads_a_body_passed_as_json_text(classify_for, tiny_endpoint, event, context):
     classify = classify_for(tiny_endpoint.url)
     request = event("classify_image")

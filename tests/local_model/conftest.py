@@ -27,7 +27,8 @@ def build_tiny_model(
     """A 32x32 classifier whose first class wins on red images and second on blue ones.
 
     conv 1x1 (identity) -> global average pool -> linear -> softmax, dynamic batch, plus an
-    extra "ood_score" output, following the model-directory contract (model.onnx + model.json);
+    "ood_score" output that is high on green images (neither class: the unknown-image signal;
+    grey ones stay merely unsure), following the model-directory contract (model.onnx + model.json);
     ``with_torch`` adds the same network as model.pt2 (torch.export, for the benchmark baseline).
     """
     import numpy as np
@@ -44,7 +45,10 @@ def build_tiny_model(
         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "gemm_w", "gemm_b"], ["logits"], transB=1),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        helper.make_node("ReduceMax", ["probabilities"], ["ood_score"], axes=[1], keepdims=0),
+        # ood_score = clip(normalised green - 1, 0, 1): 0 on grey, red and blue, 1 on pure green
+        helper.make_node("Gather", ["flat", "green"], ["green_level"], axis=1),
+        helper.make_node("Sub", ["green_level", "one"], ["green_excess"]),
+        helper.make_node("Clip", ["green_excess", "zero", "one"], ["ood_score"]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -58,6 +62,9 @@ def build_tiny_model(
             numpy_helper.from_array(conv_w, "conv_w"),
             numpy_helper.from_array(gemm_w, "gemm_w"),
             numpy_helper.from_array(gemm_b, "gemm_b"),
+            numpy_helper.from_array(np.array(1, dtype=np.int64), "green"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

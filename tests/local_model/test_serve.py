@@ -92,6 +92,24 @@ def test_verbose_accept_adds_labels_like_the_builtin_algorithm(tiny_server):
     assert len(body["prediction"]) == 2
 
 
+def test_the_unknown_image_score_comes_as_custom_attributes_and_in_verbose(tiny_server):
+    """ood_score travels beside the course's plain list: a header SageMaker hands to the caller
+    as CustomAttributes, and a key of the verbose answer."""
+    green = image_bytes((0, 255, 0))  # the tiny model's unknown kind
+    plain = invoke(tiny_server.url, green)
+    verbose = invoke(tiny_server.url, green, Accept="application/json;verbose").json()
+    known = invoke(tiny_server.url, RED)
+
+    assert isinstance(plain.json(), list)  # the body the course's Lambdas parse is unchanged
+    assert plain.headers["x-amzn-sagemaker-custom-attributes"] == "ood_score=1.000000"
+    assert verbose["ood_score"] == 1.0
+    assert known.headers["x-amzn-sagemaker-custom-attributes"] == "ood_score=0.000000"
+    resp = runtime(tiny_server.url).invoke_endpoint(
+        EndpointName="scones-classifier", ContentType="image/png", Body=green
+    )
+    assert resp["CustomAttributes"] == "ood_score=1.000000"
+
+
 def test_real_cifar_image_is_classified(tiny_server, shared_data):
     path = next((shared_data / "test").glob("*.png"))
     resp = invoke(tiny_server.url, path.read_bytes())
@@ -411,7 +429,8 @@ def test_requests_queued_together_share_one_onnx_run(tiny_model_dir):
     rows, (runs, images) = asyncio.run(scenario())
     assert images == 20
     assert runs == 3  # 8 + 8 + 4: bounded by max_batch
-    assert [int(np.argmax(r)) for r in rows] == [1 if i % 2 == 0 else 0 for i in range(20)]
+    assert [int(np.argmax(r.probs)) for r in rows] == [1 if i % 2 == 0 else 0 for i in range(20)]
+    assert {r.ood_score for r in rows} == {0.0}  # red and blue: both known kinds
 
 
 def test_a_lone_request_does_not_wait_for_a_batch_to_fill(tiny_model_dir):

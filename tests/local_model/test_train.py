@@ -195,11 +195,14 @@ def test_onnx_probabilities_sum_to_one_and_match_pytorch(tmp_path):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == train.OUTPUT_NAMES
     for batch in (1, 7):
         xb = x[:batch]
-        probs, ood, logits = session.run(None, {"image": xb.numpy()})
+        probs, ood, logits, vehicle, distance = session.run(None, {"image": xb.numpy()})
         with torch.no_grad():
-            ref_p, ref_u, ref_l = (t.numpy() for t in served(xb))
+            ref_p, ref_u, ref_l, _, _ = (t.numpy() for t in served(xb))
+        assert (vehicle == 0).all()  # a ResNet has no ImageNet prior
+        np.testing.assert_allclose(distance, ood, atol=1e-6)  # so u is the distance part alone
         assert probs.shape == (batch, 3) and ood.shape == (batch,)
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
         np.testing.assert_allclose(probs, ref_p, atol=1e-4)
@@ -207,8 +210,66 @@ def test_onnx_probabilities_sum_to_one_and_match_pytorch(tmp_path):
         np.testing.assert_allclose(logits, ref_l, atol=1e-3)
     # a far-away input is pushed toward uniform: ood score up, top probability down
     far = (x[:4] * 50).numpy()
-    probs, ood, _ = session.run(None, {"image": far})
+    probs, ood, *_ = session.run(None, {"image": far})
     assert (ood > 0.5).all() and (probs.max(1) < 1 / 3 + 0.5 * (1 - 1 / 3) + 1e-6).all()
+
+
+def test_vehicle_prior_is_the_untouched_imagenet_networks_mass_ratio():
+    """The prior keeps only the rows of the 1000-class head it needs; the softmax normaliser
+    cancels, so it must equal log(mass on other vehicles / mass on two-wheelers) of the full
+    pretrained network on the same input."""
+    torch.manual_seed(0)
+    net = train.LiteNet(1, 8).eval()  # the untouched ImageNet network
+    prior = train.VehiclePrior(8)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        h = net.trunk(x)
+        q = torch.softmax(net.imagenet_fc(net.features(h)), 1)
+        expected = torch.log(q[:, sorted(train.IMAGENET_OTHER_VEHICLES)].sum(1)) - torch.log(
+            q[:, sorted(train.IMAGENET_TWO_WHEELERS)].sum(1)
+        )
+        got = train.vehicle_scores(prior, h)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert not any(p.requires_grad for p in prior.parameters())
+    assert not set(train.IMAGENET_OTHER_VEHICLES) & set(train.IMAGENET_TWO_WHEELERS)
+
+
+def test_the_exported_prior_pushes_a_vehicle_like_input_to_uniform(tmp_path):
+    """ONNX: vehicle_score is the prior's log-odds; u = max(distance_score, ramp(vehicle_score))
+    and an input at the top of the ramp comes out as 1/K for every class."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    hyp = train.resolve_hyp({"image_shape": "3,64,64"})
+    model = train.build_model(hyp, num_classes=2).eval()
+    x = torch.randn(6, 3, 32, 32)
+    cal = train.OodCalibration([])  # no distance scores: the prior alone decides
+    prior = train.VehiclePrior(hyp["freeze_blocks"])
+    with torch.no_grad():
+        scores = train.vehicle_scores(prior, model.trunk(train.upsample(x, 64)))
+    train.calibrate_vehicle_prior(cal, scores, 0.5)  # half of these inputs above lo
+    served = train.ServedModel(model, 64, 1.0, cal, prior).eval()
+    train.export_onnx(served, tmp_path / "model.onnx", 32)
+    train._export(served, torch.zeros(2, 3, 32, 32), tmp_path / "reference.onnx")  # float32
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    probs, ood, _, vehicle, distance = session.run(None, {"image": x.numpy()})
+
+    np.testing.assert_allclose(vehicle, scores.numpy(), atol=0.02)  # float16-stored weights
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    halves = [i for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert halves and all(i.name.endswith("__float16") for i in halves)  # the prior's, only
+    reference = ort.InferenceSession(str(tmp_path / "reference.onnx"))
+    assert (distance == 0).all()
+    ramp = np.clip((vehicle - cal.vehicle_lo) / (cal.vehicle_hi - cal.vehicle_lo), 0, 1)
+    np.testing.assert_allclose(ood, ramp, atol=1e-4)
+    top = int(np.argmax(vehicle))  # the highest score is at or above hi = lo + (lo - median)
+    assert ood[top] == pytest.approx(1.0) and probs[top] == pytest.approx([0.5, 0.5], abs=1e-5)
+    # the task's own outputs do not depend on how the prior is stored
+    full = reference.run(None, {"image": x.numpy()})
+    np.testing.assert_array_equal(full[2], session.run(["logits"], {"image": x.numpy()})[0])
 
 
 @pytest.mark.integration

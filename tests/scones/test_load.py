@@ -15,8 +15,10 @@ from scones.load import (
     BAD_KINDS,
     MISSING_PREFIX,
     LoadItem,
+    Tracked,
     plan,
     run_load,
+    summarize,
     synthetic_vehicles,
 )
 from scones.report import TERMINAL, clients, image_machine_arn, list_executions
@@ -53,14 +55,18 @@ def test_a_stream_ends_with_every_execution_accounted_for(workflow):
     summary = run_load(count, rate=STREAM_RATE, bad_share=0.25, seed=1, progress=False)
     assert summary.sent == count == summary.started
     assert summary.unaccounted == 0
-    assert summary.succeeded + summary.reviewed + summary.failed == count
+    assert (
+        summary.succeeded + summary.reviewed + summary.not_a_two_wheeler + summary.failed == count
+    )
     assert sum(summary.succeeded_by_label.values()) == summary.succeeded
     assert sum(summary.failed_by_error.values()) == summary.failed
     # Bad inputs fail by their named error; images never fail.
     kinds = summary.by_kind
     assert set(kinds.get("missing", {})) <= {"failed:ImageNotFound"}
     assert not [k for k in kinds.get("image", {}) if k.startswith("failed")]
-    assert not [k for k in kinds.get("not_image", {}) if k in ("succeeded", "reviewed")]
+    assert not [
+        k for k in kinds.get("not_image", {}) if k in ("succeeded", "reviewed", "not_a_two_wheeler")
+    ]
     assert sum(sum(v.values()) for v in kinds.values()) == count
     assert any(k in kinds for k in BAD_KINDS)
     _check_every_execution_ended(summary)
@@ -70,7 +76,9 @@ def test_a_burst_ends_with_every_execution_accounted_for(workflow):
     summary = run_load(BURST, bad_share=0.1, seed=2, progress=False)
     assert summary.sent == BURST == summary.started
     assert summary.unaccounted == 0
-    assert summary.succeeded + summary.reviewed + summary.failed == BURST
+    assert (
+        summary.succeeded + summary.reviewed + summary.not_a_two_wheeler + summary.failed == BURST
+    )
     assert summary.mode == "burst"
     _check_every_execution_ended(summary)
 
@@ -85,10 +93,11 @@ def test_scones_load_json_has_the_closing_summary(workflow):
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    for key in ("sent", "succeeded", "reviewed", "failed", "unaccounted"):
+    for key in ("sent", "succeeded", "reviewed", "not_a_two_wheeler", "failed", "unaccounted"):
         assert key in summary
     assert summary["sent"] == 6 and summary["unaccounted"] == 0
-    assert summary["succeeded"] + summary["reviewed"] + summary["failed"] == 6
+    outcomes = ("succeeded", "reviewed", "not_a_two_wheeler", "failed")
+    assert sum(summary[k] for k in outcomes) == 6
 
 
 def test_scones_load_without_a_shape_says_what_to_give(emulator):
@@ -100,6 +109,27 @@ def test_scones_load_without_a_shape_says_what_to_give(emulator):
     )
     assert done.returncode == 1
     assert "--duration" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_not_a_two_wheeler_is_counted_apart_and_in_its_kinds_share():
+    """The workflow's NotATwoWheeler (in the review queue) is its own outcome, also per kind."""
+    ended = [
+        ("other_vehicle", "FAILED", "NotATwoWheeler"),
+        ("other_vehicle", "FAILED", "ThresholdConfidenceNotMet"),
+        ("image", "SUCCEEDED", None),
+        ("not_image", "FAILED", "NotAnImage"),
+    ]
+    tracked = []
+    for i, (kind, status, error) in enumerate(ended):
+        t = Tracked(i, LoadItem(kind, f"k{i}"), f"n{i}", arn=f"arn{i}", status=status, error=error)
+        tracked.append(t)
+
+    s = summarize(tracked, "r1", "load-r1-", "burst")
+
+    assert [t.outcome for t in tracked] == ["not_a_two_wheeler", "reviewed", "succeeded", "failed"]
+    assert (s.succeeded, s.reviewed, s.not_a_two_wheeler, s.failed) == (1, 1, 1, 1)
+    assert s.by_kind["other_vehicle"] == {"not_a_two_wheeler": 1, "reviewed": 1}
+    assert s.to_dict()["not_a_two_wheeler"] == 1
 
 
 def test_plan_mixes_bad_inputs_at_the_given_share():

@@ -18,6 +18,7 @@ from scones.report import (
     parse_capture_line,
     parse_since,
     record_from_history,
+    render_html,
     summarize,
     threshold_effect,
 )
@@ -53,6 +54,7 @@ def test_report_counts_every_execution_of_the_selection(small_run, report):
     assert s["outcomes"]["running"] == 0
     assert s["outcomes"]["succeeded"] == summary.succeeded
     assert s["outcomes"]["review"] == summary.reviewed
+    assert s["outcomes"]["not_a_two_wheeler"] == summary.not_a_two_wheeler
     assert s["outcomes"]["failed"] == summary.failed
     assert s["failed_by_error"] == summary.failed_by_error
 
@@ -225,6 +227,39 @@ def test_a_low_confidence_history_is_a_review_with_its_label():
     assert r.retries == 1 and r.steps["ClassifyImage"] == pytest.approx(0.050)
     s = summarize([r], 0.93)
     assert s["outcomes"]["review"] == 1 and s["retries"] == 1
+
+
+def test_not_a_two_wheeler_is_its_own_outcome_in_the_report():
+    """The filter's NotATwoWheeler: in the review queue, but counted, drawn and shown apart."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    records = []
+    for i, error in enumerate(("NotATwoWheeler", "ThresholdConfidenceNotMet", "NotAnImage")):
+        summary = {
+            "executionArn": f"arn:aws:states:us-east-1:0:execution:m:x{i}",
+            "status": "FAILED",
+            "startDate": start,
+            "stopDate": start + timedelta(seconds=1),
+        }
+        events = [
+            {
+                "type": "ExecutionFailed",
+                "timestamp": start + timedelta(seconds=1),
+                "executionFailedEventDetails": {"error": error, "cause": "c"},
+            }
+        ]
+        record = record_from_history(summary, events)
+        record.label, record.confidence = "motorcycle", 0.6  # classify ran: the filter had these
+        records.append(record)
+
+    assert [r.outcome for r in records] == ["not_a_two_wheeler", "review", "failed"]
+    assert records[0].failed_state == "FilterInferences"
+    s = summarize(records, 0.93)
+    assert s["outcomes"]["not_a_two_wheeler"] == 1 and s["outcomes"]["review"] == 1
+    assert s["failed_by_error"] == {"NotAnImage": 1}
+    meta = {"generated": "2026-01-01T00:00:00Z", "target": "local", "selection": "all",
+            "confidence_source": "executions"}  # fmt: skip
+    page = render_html(s, records, {}, meta)
+    assert "not a two-wheeler" in page
 
 
 def test_summary_scores_only_images_with_a_known_truth():

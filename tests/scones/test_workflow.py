@@ -110,21 +110,35 @@ def put(clients, key: str, data: bytes) -> str:
 
 
 def model_probabilities(model_url: str, data: bytes) -> list[float]:
+    return model_answer(model_url, data)["prediction"]
+
+
+def model_answer(model_url: str, data: bytes) -> dict:
+    """The verbose answer: prediction (probabilities) and the model's ood_score."""
     import urllib.request
 
     request = urllib.request.Request(
-        model_url + "/invocations", data=data, headers={"Content-Type": "image/png"}
+        model_url + "/invocations",
+        data=data,
+        headers={"Content-Type": "image/png", "Accept": "application/json;verbose"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
+def unknown_cut() -> float:
+    """The ood_score from which no image passes the deployed threshold (two classes)."""
+    return (1 - config.CONFIDENCE_THRESHOLD) / (1 - 1 / 2)
+
+
 @pytest.fixture(scope="module")
 def confident_image(model_server, shared_data, truth) -> tuple[str, bytes]:
-    """A test image the model labels above the threshold (asked directly, not assumed)."""
+    """A test image the model labels above the threshold and knows (ood_score 0), asked
+    directly, not assumed."""
     for name in truth:
         data = (shared_data / "test" / name).read_bytes()
-        if max(model_probabilities(model_server.url, data)) >= config.CONFIDENCE_THRESHOLD:
+        answer = model_answer(model_server.url, data)
+        if max(answer["prediction"]) >= config.CONFIDENCE_THRESHOLD and answer["ood_score"] == 0:
             return name, data
     pytest.skip("the model is confident about no test image")
 
@@ -174,7 +188,11 @@ def test_test_split_images_end_with_the_right_label(
 
     right = [n for n, o in outcomes.items() if o.status == "SUCCEEDED" and o.label == truth[n]]
     wrong = [n for n, o in outcomes.items() if o.status == "SUCCEEDED" and o.label != truth[n]]
-    review = [n for n, o in outcomes.items() if o.error == "ThresholdConfidenceNotMet"]
+    review = [
+        n
+        for n, o in outcomes.items()
+        if o.error in ("ThresholdConfidenceNotMet", "NotATwoWheeler")  # both go to review
+    ]
     print(f"right {len(right)}, confident but wrong {len(wrong)} {wrong}, review {len(review)}")
     assert len(right) + len(wrong) + len(review) == len(picked)  # nothing else happened
     assert {truth[n] for n in right} == {"bicycle", "motorcycle"}
@@ -246,11 +264,14 @@ def test_low_confidence_goes_to_the_review_queue_with_a_notification(
 def test_an_image_the_model_is_unsure_about_goes_to_review(
     deployed, clients, model_server, shared_data, truth, review_queue, run_prefix
 ):
-    """With the deployed threshold: the first test image the model scores below it, if any."""
+    """With the deployed threshold: the first test image the model scores below it (and does not
+    call unknown), if any."""
     for name in truth:
         data = (shared_data / "test" / name).read_bytes()
-        top = max(model_probabilities(model_server.url, data))
-        if top < config.CONFIDENCE_THRESHOLD:
+        answer = model_answer(model_server.url, data)
+        if max(answer["prediction"]) < config.CONFIDENCE_THRESHOLD and (
+            answer["ood_score"] < unknown_cut()
+        ):
             break
     else:
         pytest.skip("the model is confident about every test image")
@@ -260,6 +281,33 @@ def test_an_image_the_model_is_unsure_about_goes_to_review(
     assert (outcome.status, outcome.error) == ("FAILED", "ThresholdConfidenceNotMet")
     assert "below the threshold" in outcome.cause
     assert review_queue.wait_for(outcome.execution_arn)["s3_key"].endswith(name)
+
+
+def test_an_image_like_no_two_wheeler_goes_to_review_as_not_a_two_wheeler(
+    deployed, clients, model_server, notifications, review_queue, run_prefix
+):
+    """The real model and stack: noise (no vehicle at all) scores as unknown, so the reason in
+    the execution, the review queue message and the notification is NotATwoWheeler."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert model_answer(model_server.url, data)["ood_score"] >= unknown_cut()
+
+    outcome = workflow.run_image(put(clients, f"{run_prefix}unknown/noise.png", data), 60, clients)
+
+    assert (outcome.status, outcome.error) == ("FAILED", "NotATwoWheeler")
+    assert "does not look like any of bicycle, motorcycle" in outcome.cause
+    item = review_queue.wait_for(outcome.execution_arn)
+    assert item["s3_key"] == f"{run_prefix}unknown/noise.png"
+    assert item["error"] == "NotATwoWheeler"
+    message = notifications.wait_for(outcome.execution_arn)
+    assert (message["outcome"], message["error"]) == ("review", "NotATwoWheeler")
 
 
 def endpoint_retry(asl: dict) -> dict:

@@ -102,18 +102,23 @@ def test_endpoint_unavailable_is_retried_with_backoff():
 
 
 def test_low_confidence_goes_to_review_queue_then_notification_then_fails_by_name():
+    """Both review reasons (low confidence, not a two-wheeler) take the review branch, and the
+    queue message, the notification and the execution's error all carry which one it was."""
     states = load(asl_file("image_workflow"))["States"]
     catch = next(
         c
         for c in states["FilterInferences"]["Catch"]
-        if c["ErrorEquals"] == ["ThresholdConfidenceNotMet"]
+        if "ThresholdConfidenceNotMet" in c["ErrorEquals"]
     )
+    assert catch["ErrorEquals"] == ["ThresholdConfidenceNotMet", "NotATwoWheeler"]
     review = states[catch["Next"]]
     assert review["Resource"] == "arn:aws:states:::sqs:sendMessage"
+    assert review["Parameters"]["MessageBody"]["error.$"] == "$.error.Error"
     notify = states[review["Next"]]
     assert notify["Resource"] == "arn:aws:states:::sns:publish"
+    assert notify["Parameters"]["Message"]["error.$"] == "$.error.Error"
     fail = states[notify["Next"]]
-    assert fail == {**fail, "Type": "Fail", "Error": "ThresholdConfidenceNotMet"}
+    assert fail == {**fail, "Type": "Fail", "ErrorPath": "$.error.Error"}
 
 
 def test_every_other_error_is_notified_then_fails_with_its_own_name():

@@ -69,6 +69,7 @@ def test_table_lists_each_execution_of_the_run_newest_first(small_run, records):
     counts = ex.counts(records)
     assert counts["succeeded"] == small_run.succeeded and counts["running"] == 0
     assert counts["review"] == small_run.reviewed and counts["failed"] == small_run.failed
+    assert counts["not_a_two_wheeler"] == small_run.not_a_two_wheeler
 
 
 def test_detail_shows_each_state_with_its_input_output_and_the_image(records):
