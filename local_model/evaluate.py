@@ -273,7 +273,10 @@ def ood_folder(root: Path, path: Path) -> str:
 
 
 def unknown_cut(threshold: float, num_classes: int) -> float:
-    """The ood_score u from which no image can pass: (1-u)*1 + u/K < threshold."""
+    """The ood_score u from which no image can pass: (1-u)*1 + u/K < threshold.
+
+    The same rule as lambdas/filter_inferences.unknown_cut (Lambdas import nothing of ours).
+    """
     return (1 - threshold) / (1 - 1 / num_classes)
 
 
