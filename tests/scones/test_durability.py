@@ -111,9 +111,12 @@ def inventory(stack: Stack) -> dict:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         for o in page.get("Contents", []):
             got = s3.get_object(Bucket=BUCKET, Key=o["Key"])
+            # read before the next call: a body left unread stalls the server's send, which
+            # hypercorn ends with a timeout (a truncated body, not a restart's fault)
+            body = got["Body"].read()
             tags = s3.get_object_tagging(Bucket=BUCKET, Key=o["Key"])["TagSet"]
             found["s3"][o["Key"]] = {
-                "body": got["Body"].read(),
+                "body": body,
                 "etag": got["ETag"],
                 "type": got["ContentType"],
                 "metadata": got["Metadata"],
