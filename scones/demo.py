@@ -151,7 +151,7 @@ def demo(source: str | None = None, out: Path | None = None, progress: bool = Tr
     from scones.report import build_report, clients, deployed_threshold
 
     local = config.TARGET == "local"
-    source = source or staging.OFFICIAL_URL
+    source = source or config.DATASET_URL
     steps: dict[str, float] = {}
     skipped: list[str] = []
 

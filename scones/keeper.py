@@ -60,11 +60,14 @@ def register(app: typer.Typer) -> None:
             None, "--source", help="What `scones stage` reads (default: SCONES_DATASET_URL)."
         ),
         interval: float = typer.Option(
-            config.KEEP_INTERVAL, "--interval", min=0.5, help="Seconds between checks."
+            None,
+            "--interval",
+            min=0.5,
+            help="Seconds between checks (default: SCONES_KEEP_INTERVAL).",
         ),
         ready_file: Path = typer.Option(
             None, "--ready-file", help="A file that exists only while the workflow is deployed."
         ),
     ) -> None:
         """Stage and deploy, then check forever and do both again when anything is lost."""
-        keep(source, interval, ready_file)
+        keep(source, interval or config.KEEP_INTERVAL, ready_file)

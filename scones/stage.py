@@ -79,8 +79,6 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 ERR = Console(stderr=True)
 
-OFFICIAL_URL = config.DATASET_URL  # SCONES_DATASET_URL: a mirror, or a test's local server
-OFFICIAL_MD5 = config.DATASET_MD5
 SHARED_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"  # suggested when offline
 SEED = 0  # validation split: fixed, so re-staging picks the same images
 CHUNK_BYTES = 1 << 20  # download read size; 1 MiB keeps the progress bar smooth at 160 MB
@@ -188,7 +186,7 @@ def stage(
     """
     started = time.monotonic()
     timings: dict[str, float] = {}
-    source = str(source or OFFICIAL_URL)
+    source = str(source or config.DATASET_URL)  # the official URL, a mirror, a test server
     if not 0.0 <= validation_fraction < 1.0:
         raise StageError(f"--validation-fraction must be in [0, 1), got {validation_fraction}")
     if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
@@ -287,8 +285,9 @@ def normalize_prefix(prefix: str) -> str:
 
 
 def known_md5(url: str) -> str | None:
-    """The MD5 we know for a URL: the official CIFAR-100 tarball's, else None."""
-    return OFFICIAL_MD5 if url == OFFICIAL_URL else None
+    """The MD5 we know for a URL: SCONES_DATASET_MD5 for SCONES_DATASET_URL (by default the
+    official CIFAR-100 tarball's), else None."""
+    return config.DATASET_MD5 if url == config.DATASET_URL else None
 
 
 def file_md5(path: Path) -> str:
@@ -737,10 +736,11 @@ def register(app: typer.Typer) -> None:
     @app.command("stage")
     def stage_command(
         source: str = typer.Option(
-            OFFICIAL_URL,
+            None,
             "--source",
             help="URL or path: a CIFAR-100 python tarball, its extracted folder, "
-            "or a staged folder of PNGs with train.lst/test.lst.",
+            "or a staged folder of PNGs with train.lst/test.lst "
+            "(default: SCONES_DATASET_URL, the official CIFAR-100 URL).",
         ),
         classes: str = typer.Option(
             ",".join(DEFAULT_CLASSES),

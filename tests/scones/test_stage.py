@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scones import PROJECT_ROOT, stage
+from scones import PROJECT_ROOT, config, stage
 from scones.dataset import (
     CIFAR100_FINE_NAMES,
     MARKER,
@@ -150,9 +150,9 @@ def test_md5_mismatch_is_rejected_and_nothing_is_left(cifar, http_server, tmp_pa
 
 def test_official_url_always_checks_the_official_md5(cifar, http_server, tmp_path, monkeypatch):
     url = http_server.serve(TARBALL_PATH, cifar.tarball.read_bytes())
-    monkeypatch.setattr(stage, "OFFICIAL_URL", url)  # pretend our server is cs.toronto.edu
+    monkeypatch.setattr(config, "DATASET_URL", url)  # pretend our server is cs.toronto.edu
     out = tmp_path / "out"
-    with pytest.raises(stage.ChecksumMismatch, match=f"expected {stage.OFFICIAL_MD5}"):
+    with pytest.raises(stage.ChecksumMismatch, match=f"expected {config.DATASET_MD5}"):
         stage.stage(url, out=out, upload=False)
     assert_nothing_left(out)
 

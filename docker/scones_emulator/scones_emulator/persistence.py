@@ -17,8 +17,9 @@ Layout under ``SCONES_EMULATOR_PERSIST`` (one directory per stack):
 Group commit: a response handler marks a service dirty after each successful mutating request;
 one saver thread per service writes the next snapshot. Control-plane calls, S3 writes, SQS
 sends/deletes and StartExecution wait until a snapshot that includes them is on disk before
-their response leaves, so a committed object, message or execution survives SIGKILL; other
-changes (execution progress, receipts) are saved within DEBOUNCE_S.
+their response leaves, so a committed object, message or execution survives SIGKILL; an
+execution's end is saved at once (its own thread waits for the save, milliseconds after the
+status changes); other changes (execution progress, receipts) are saved within DEBOUNCE_S.
 Executions that were running when the emulator stopped are loaded as FAILED with the error
 ``EmulatorRestarted`` (they cannot resume mid-state); ``scones redrive`` runs them again.
 """
@@ -44,6 +45,7 @@ PERSIST_DIR = os.environ.get("SCONES_EMULATOR_PERSIST") or ""
 # Services whose state is saved; the workflow's. Logs are left out (rebuilt by new runs).
 SERVICES = ("iam", "s3", "sqs", "sns", "lambda", "events", "stepfunctions")
 DEBOUNCE_S = 0.5  # changes nobody waits for are batched this long before a save
+RETRY_S = 1.0  # seconds before a failed save (a store changing under the pickler) is tried again
 COMMIT_TIMEOUT_S = 30.0  # a waiting request gives up (and logs) after this; it is still saved
 PICKLE_RETRIES = 5  # another thread may resize a dict mid-pickle: take the snapshot again
 RESTART_ERROR = "EmulatorRestarted"
@@ -283,16 +285,20 @@ class ServiceSaver:
                 if not self._waiting:  # nobody blocks on it: let more changes gather
                     self._cond.wait_for(lambda: self._waiting or self._stopped, DEBOUNCE_S)
                 target = self._dirty
-            self._save_logged()
+            if not self._save_logged():
+                time.sleep(RETRY_S)  # the changes stay unsaved: try again, not at full speed
+                continue
             with self._cond:
                 self._saved = max(self._saved, target)
                 self._cond.notify_all()
 
-    def _save_logged(self) -> None:
+    def _save_logged(self) -> bool:
         try:
             self._save()
+            return True
         except Exception:
             LOG.exception("%s: saving state failed; the previous snapshot stays", self.name)
+            return False
 
     def flush(self) -> None:
         """Save now, in the caller's thread, and stop the saver (shutdown)."""
@@ -414,13 +420,20 @@ class Persistence:
             return
         folder = self.root / "stepfunctions"
         folder.mkdir(parents=True, exist_ok=True)
-        for regions in dict(sfn_stores).values():
-            for store in dict(regions).values():
-                for arn in [a for a in arns if a in store.executions]:
-                    data = dumps(execution_record(store.executions[arn]))
-                    name = f"{hashlib.sha256(arn.encode()).hexdigest()}.pickle"
-                    write_atomic(folder / name, data, sync_dir=False)
-                    arns.discard(arn)
+        try:
+            for regions in dict(sfn_stores).values():
+                for store in dict(regions).values():
+                    for arn in [a for a in arns if a in store.executions]:
+                        data = dumps(execution_record(store.executions[arn]))
+                        name = f"{hashlib.sha256(arn.encode()).hexdigest()}.pickle"
+                        write_atomic(folder / name, data, sync_dir=False)
+                        arns.discard(arn)
+        except Exception:
+            # a record that failed to save stays dirty: the next save tries it again, so an
+            # execution's end is never left behind by one failed attempt
+            with self._executions_lock:
+                self._executions_dirty |= arns
+            raise
         fsync_dir(folder)
 
     # -- load --
@@ -593,11 +606,16 @@ def _watch_executions(persistence: Persistence) -> None:
         return
 
     def terminated(self) -> None:
-        original(self)
-        persistence.mark_execution(self.execution.exec_arn)
-        saver = persistence.savers.get("stepfunctions")
-        if saver:
-            saver.touch(wait=False)
+        try:
+            original(self)
+        finally:  # the status is set before the status-change event, which may raise: save anyway
+            persistence.mark_execution(self.execution.exec_arn)
+            saver = persistence.savers.get("stepfunctions")
+            if saver:
+                # the execution's own thread waits until its end is on disk (group commit, as
+                # for StartExecution), not for the debounce: an outcome is saved milliseconds
+                # after it is set, so a restart soon after cannot undo it
+                saver.touch(wait=True)
 
     terminated.__scones_persist__ = True
     comm.terminated = terminated
