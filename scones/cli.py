@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from scones import (
     SconesError,
+    bench_workflow,
     byo,
     config,
     containers,
@@ -64,7 +65,7 @@ for _module in (
 # `scones bench X`: every speed or memory target is a benchmark that prints figures.
 bench = typer.Typer(help="Benchmarks: print figures, never pass/fail.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
-for _module in (containers, endpoint, faults, model, stack, workflow):
+for _module in (bench_workflow, containers, endpoint, faults, model, stack):
     _module.register_bench(bench)
 
 

@@ -116,7 +116,7 @@ def _ended(outcome) -> str:
 
 def _bench_image() -> Path:
     """The workflow benchmark's image (a shared test image, else a generated one), as a file."""
-    from scones.workflow import _bench_image as bench_image
+    from scones.bench_workflow import _bench_image as bench_image
 
     name, data = bench_image()
     path = config.STATE_DIR / "bench" / name
