@@ -9,12 +9,13 @@ import logging
 import pickle
 import tarfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from local_model.lst import BadLst, LstEntry, parse_lst
 from scones import SconesError
 
 LOG = logging.getLogger(__name__)
@@ -92,47 +93,17 @@ class UnknownClass(DatasetError):
 # ------------------------------ .lst manifests ------------------------------
 
 
-@dataclass(frozen=True)
-class LstEntry:
-    """One line of a SageMaker image-classification .lst file: index, label, relative path."""
-
-    index: int
-    label: int
-    path: str
-
-
 def load_lst(path: Path) -> list[LstEntry]:
-    """Read a .lst file (`index<TAB>label<TAB>relpath` per line) into entries.
-
-    See https://docs.aws.amazon.com/sagemaker/latest/dg/image-classification.html (lst format).
-    """
+    """Read a .lst file into entries; a bad line or an unreadable file is NotADataset."""
     path = Path(path)
-    entries: list[LstEntry] = []
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise NotADataset(f"cannot read {path}: {err}") from err
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        try:
-            if len(parts) != 3 or not parts[2]:
-                raise ValueError(line)
-            label = float(parts[1])  # im2rec writes labels as floats ("1.000000")
-            if not label.is_integer():
-                raise ValueError(line)
-            entries.append(LstEntry(int(parts[0]), int(label), parts[2]))
-        except ValueError as err:
-            raise NotADataset(
-                f"{path}:{lineno}: expected index<TAB>label<TAB>path, got {line[:60]!r}"
-            ) from err
-    return entries
-
-
-def format_lst(entries: Iterable[LstEntry]) -> str:
-    """The text of a .lst file for these entries."""
-    return "".join(f"{e.index}\t{e.label}\t{e.path}\n" for e in entries)
+    try:
+        return parse_lst(text, str(path))
+    except BadLst as err:
+        raise NotADataset(str(err)) from err
 
 
 # ------------------------------ classes.json ------------------------------

@@ -34,6 +34,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from local_model.lst import LstEntry, format_lst
 from scones import PROJECT_ROOT, SconesError, config
 from scones.dataset import (
     CIFAR100_FINE_NAMES,
@@ -44,10 +45,8 @@ from scones.dataset import (
     VEHICLE_CLASSES,
     ClassInfo,
     DatasetError,
-    LstEntry,
     SourceData,
     classes_json,
-    format_lst,
     is_staged,
     load_classes,
     load_lst,
