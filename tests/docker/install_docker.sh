@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test infrastructure for `make compose-test`: makes sure a Docker engine and the compose v2 plugin
 # are there and the daemon runs. Users who already have Docker never need this script.
-# - Installs Debian's docker.io (and mmdebstrap, for the stand-in bases) when `dockerd` is missing.
+# - Installs Debian's docker.io (and, for the stand-in bases, mmdebstrap and binutils' strip) when
+#   missing.
 # - Installs the compose v2 plugin when `docker compose` is missing: it is a single static binary in
 #   Debian trixie's `docker-compose` package, fetched with a private sources list (the machine's own
 #   apt sources are left alone) and copied into Docker's CLI plugin folder.
@@ -23,10 +24,11 @@ need_root() {
     fi
 }
 
-if ! command -v dockerd >/dev/null || ! command -v mmdebstrap >/dev/null; then
-    need_root "dockerd or mmdebstrap is missing" "apt-get install docker.io mmdebstrap"
+if ! command -v dockerd >/dev/null || ! command -v mmdebstrap >/dev/null \
+    || ! command -v strip >/dev/null; then
+    need_root "dockerd, mmdebstrap or strip is missing" "apt-get install docker.io mmdebstrap binutils"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io mmdebstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io mmdebstrap binutils >/dev/null
 fi
 
 if ! docker compose version >/dev/null 2>&1; then
