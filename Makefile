@@ -28,7 +28,9 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 		echo "chromium missing and not root: the explorer's browser test will be skipped"
 
+# lint-imports: the layer contracts of pyproject.toml (an upward import fails here, before pytest).
 test: setup browser
+	PYTHONPATH=docker/scones_emulator $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest
 
 # `docker compose up` end to end, from a copy of the repository without ../shared beside it:

@@ -1,4 +1,4 @@
-"""The cloud target's settings, read from scones.config (SCONES_* variables) in one place."""
+"""The cloud target's settings: what the caller read (scones.config.cloud_settings), checked."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class CloudSettingsError(CloudError):
 
 @dataclass(frozen=True)
 class CloudSettings:
-    """Everything the cloud functions need; ``from_config`` fills it from SCONES_* variables."""
+    """Everything the cloud functions need; the CLI fills it from SCONES_* variables."""
 
     region: str
     bucket: str
@@ -64,32 +64,6 @@ class CloudSettings:
                 f"SCONES_CAPTURE_MODE={self.capture_mode!r}: use Input, Output or InputAndOutput"
             )
 
-    @classmethod
-    def from_config(cls) -> CloudSettings:
-        """The settings of the current environment (scones.config)."""
-        from scones import config
-
-        return cls(
-            region=config.REGION,
-            bucket=config.BUCKET,
-            role_arn=config.SAGEMAKER_ROLE_ARN,
-            endpoint_name=config.ENDPOINT_NAME,
-            trainer=config.CLOUD_TRAINER,
-            training_instance_type=config.TRAINING_INSTANCE_TYPE,
-            training_max_seconds=config.TRAINING_MAX_SECONDS,
-            endpoint_instance_type=config.ENDPOINT_INSTANCE_TYPE,
-            endpoint_instance_count=config.ENDPOINT_INSTANCE_COUNT,
-            variant=config.MODEL_VARIANT,
-            dataset_prefix=config.CLOUD_DATASET_PREFIX,
-            output_prefix=config.CLOUD_OUTPUT_PREFIX,
-            capture_destination=config.CAPTURE_DESTINATION,
-            capture_sampling=config.CAPTURE_SAMPLING,
-            capture_mode=config.CAPTURE_MODE,
-            capture_json_types=_split(config.CAPTURE_JSON_TYPES),
-            capture_csv_types=_split(config.CAPTURE_CSV_TYPES),
-            model_image=config.CLOUD_MODEL_IMAGE,
-        )
-
     def require_role(self) -> str:
         """The execution role ARN, or a named error saying how to set it."""
         if not ROLE_ARN_RE.match(self.role_arn):
@@ -112,7 +86,3 @@ class CloudSettings:
 
     def tag_list(self) -> list[dict[str, str]]:
         return [{"Key": k, "Value": v} for k, v in self.tags]
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -18,13 +18,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from local_model import preprocess
-from scones import SconesError
+from local_model import LocalModelError, preprocess
 
 LOG = logging.getLogger(__name__)
 
 
-class TorchModelMissing(SconesError):
+class TorchModelMissing(LocalModelError):
     """The model directory has no model.pt for the PyTorch baseline."""
 
 
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     try:
         load_torch_model(args.model)  # fail in one line, before uvicorn starts
-    except SconesError as err:
+    except LocalModelError as err:
         LOG.error("%s", err)
         raise SystemExit(1) from None
     uvicorn.run(

@@ -29,12 +29,13 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scones import SconesError, config
+from local_model import LocalModelError, env
 
 LOG = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ CAPTURE_MODES = ("Input", "Output", "InputAndOutput")
 RETRY_MIN_SECONDS = 1.0  # first retry of a failed upload; doubles up to RETRY_MAX_SECONDS
 RETRY_MAX_SECONDS = 60.0
 PART_SUFFIX = ".part"  # a spool file being written; never uploaded
+DEFAULT_BUCKET = "scones-data"  # SCONES_BUCKET's default: s3://<bucket>/data_capture
 
 
-class CaptureConfigError(SconesError):
+class CaptureConfigError(LocalModelError):
     """The data-capture settings are invalid (destination, mode or sampling percentage)."""
 
 
@@ -60,7 +62,7 @@ class CaptureConfig:
     variant: str = "AllTraffic"
     flush_bytes: int = 1024 * 1024
     flush_seconds: float = 5.0
-    spool_dir: Path = field(default_factory=lambda: config.CAPTURE_SPOOL_DIR)
+    spool_dir: Path = field(default_factory=lambda: default_spool_dir())
 
     def __post_init__(self) -> None:
         if not self.destination.startswith("s3://") or len(self.destination) <= len("s3://"):
@@ -80,19 +82,14 @@ class CaptureConfig:
             )
 
     @classmethod
-    def from_config(cls, **overrides: Any) -> CaptureConfig:
-        """Settings from scones.config (SCONES_CAPTURE_*), overridden by keyword arguments."""
-        values: dict[str, Any] = {
-            "destination": config.CAPTURE_DESTINATION or f"s3://{config.BUCKET}/data_capture",
-            "sampling_percentage": config.CAPTURE_SAMPLING,
-            "mode": config.CAPTURE_MODE,
-            "json_content_types": _types(config.CAPTURE_JSON_TYPES),
-            "csv_content_types": _types(config.CAPTURE_CSV_TYPES),
-            "variant": config.MODEL_VARIANT,
-            "flush_bytes": config.CAPTURE_FLUSH_BYTES,
-            "flush_seconds": config.CAPTURE_FLUSH_SECONDS,
-            "spool_dir": config.CAPTURE_SPOOL_DIR,
-        }
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> CaptureConfig:
+        """Settings from SCONES_CAPTURE_* (see scones/config.py); keyword arguments not None win."""
+        values: dict[str, Any] = {"destination": f"s3://{DEFAULT_BUCKET}/data_capture"}
+        bucket = env.read({"bucket": ("BUCKET", str)}, environ).get("bucket")
+        if bucket:
+            values["destination"] = f"s3://{bucket}/data_capture"
+        values["spool_dir"] = default_spool_dir(environ)
+        values.update(env.read(ENV_FIELDS, environ))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -114,6 +111,26 @@ class CaptureConfig:
 
 def _types(value: str) -> tuple[str, ...]:
     return tuple(t.strip().lower() for t in value.split(",") if t.strip())
+
+
+# CaptureConfig field: (SCONES_ variable, parser); the same variables scones/config.py validates.
+ENV_FIELDS: dict[str, tuple[str, Any]] = {
+    "destination": ("CAPTURE_DESTINATION", str),
+    "sampling_percentage": ("CAPTURE_SAMPLING", float),
+    "mode": ("CAPTURE_MODE", str),
+    "json_content_types": ("CAPTURE_JSON_TYPES", _types),
+    "csv_content_types": ("CAPTURE_CSV_TYPES", _types),
+    "variant": ("MODEL_VARIANT", str),
+    "flush_bytes": ("CAPTURE_FLUSH_BYTES", int),
+    "flush_seconds": ("CAPTURE_FLUSH_SECONDS", float),
+    "spool_dir": ("CAPTURE_SPOOL_DIR", env.path),
+}
+
+
+def default_spool_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """SCONES_CAPTURE_SPOOL_DIR, else <SCONES_STATE_DIR>/capture-spool."""
+    found = env.read({"dir": ENV_FIELDS["spool_dir"]}, environ).get("dir")
+    return found or env.state_dir(environ) / "capture-spool"
 
 
 def _encode(data: bytes, content_type: str, cfg: CaptureConfig) -> tuple[str, str]:
@@ -193,11 +210,12 @@ def _s3_client():
     """An S3 client: the emulator when the target is local and no AWS endpoint is configured."""
     import boto3
 
-    kwargs: dict[str, Any] = {"region_name": config.REGION}
+    kwargs: dict[str, Any] = {"region_name": env.region()}
     has_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if config.TARGET == "local" and not has_endpoint:
-        kwargs["endpoint_url"] = config.emulator_url()
-    if config.TARGET == "local" and not os.environ.get("AWS_ACCESS_KEY_ID"):
+    local = env.target() == "local"
+    if local and not has_endpoint:
+        kwargs["endpoint_url"] = env.emulator_url()
+    if local and not os.environ.get("AWS_ACCESS_KEY_ID"):
         kwargs.update(aws_access_key_id="test", aws_secret_access_key="test")  # emulator's
     return boto3.client("s3", **kwargs)
 

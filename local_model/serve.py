@@ -25,6 +25,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -35,9 +36,8 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from local_model import preprocess
+from local_model import LocalModelError, env, preprocess
 from local_model.capture import CaptureConfig, CaptureWriter
-from scones import SconesError, config
 
 LOG = logging.getLogger(__name__)
 
@@ -53,13 +53,18 @@ INFERENCE_ID_HEADER = "x-amzn-sagemaker-inference-id"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 GRACEFUL_SHUTDOWN_SECONDS = 30  # uvicorn finishes in-flight requests for at most this long
 CAPTURE_CLOSE_SECONDS = 8.0  # S3 retries at shutdown; under the 10 s grace of `scones down`
+# SCONES_MODEL_DIR, SCONES_ENDPOINT_NAME and SCONES_MODEL_HOST/PORT unset: the committed model,
+# the endpoint name our Lambdas call, loopback and SageMaker's container port.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+DEFAULT_ENDPOINT_NAME = "scones-classifier"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
 
-class ModelMissing(SconesError):
+class ModelMissing(LocalModelError):
     """The model directory lacks model.onnx or model.json."""
 
 
-class ModelInvalid(SconesError):
+class ModelInvalid(LocalModelError):
     """model.json or model.onnx does not follow the model-directory contract."""
 
 
@@ -81,7 +86,7 @@ class InvocationError(Exception):
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Everything the server needs; ``from_config`` reads scones.config (SCONES_* variables)."""
+    """Everything the server needs; ``from_env`` reads the SCONES_* variables."""
 
     model_dir: Path
     endpoint_names: tuple[str, ...]  # the first is canonical (used by /invocations)
@@ -97,26 +102,45 @@ class ServerSettings:
     region: str = "us-east-1"
 
     @classmethod
-    def from_config(cls, **overrides: Any) -> ServerSettings:
-        """Settings from scones.config; keyword arguments that are not None override them."""
-        names = [config.ENDPOINT_NAME, *config.ENDPOINT_ALIASES]
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+        """Settings from SCONES_* variables; keyword arguments that are not None override them."""
         values: dict[str, Any] = {
-            "model_dir": config.MODEL_DIR,
-            "endpoint_names": tuple(dict.fromkeys(names)),
-            "variant": config.MODEL_VARIANT,
-            "max_batch": config.MODEL_MAX_BATCH,
-            "max_wait_ms": config.MODEL_MAX_WAIT_MS,
-            "intra_op_threads": config.MODEL_INTRA_OP_THREADS,
-            "decode_threads": config.MODEL_DECODE_THREADS,
-            "max_payload": config.MODEL_MAX_PAYLOAD,
-            "max_pixels": config.MODEL_MAX_PIXELS,
-            "capture": CaptureConfig.from_config() if config.CAPTURE_ENABLED else None,
-            "account_id": config.ACCOUNT_ID,
-            "region": config.REGION,
+            "model_dir": DEFAULT_MODEL_DIR,
+            "endpoint_names": endpoint_names(environ),
+            "region": env.region(environ),
         }
+        values.update(env.read(ENV_FIELDS, environ))
+        enabled = env.read({"on": ("CAPTURE_ENABLED", env.flag)}, environ).get("on")
+        values["capture"] = CaptureConfig.from_env(environ) if enabled else None
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["model_dir"] = Path(values["model_dir"]).expanduser().resolve()
         return cls(**values)
+
+
+# ServerSettings field: (SCONES_ variable, parser); the same variables scones/config.py validates.
+ENV_FIELDS: dict[str, tuple[str, Any]] = {
+    "model_dir": ("MODEL_DIR", env.path),
+    "variant": ("MODEL_VARIANT", str),
+    "max_batch": ("MODEL_MAX_BATCH", int),
+    "max_wait_ms": ("MODEL_MAX_WAIT_MS", float),
+    "intra_op_threads": ("MODEL_INTRA_OP_THREADS", int),
+    "decode_threads": ("MODEL_DECODE_THREADS", int),
+    "max_payload": ("MODEL_MAX_PAYLOAD", int),
+    "max_pixels": ("MODEL_MAX_PIXELS", int),
+    "account_id": ("ACCOUNT_ID", str),
+}
+
+
+def endpoint_names(
+    environ: Mapping[str, str] | None = None, name: str | None = None, aliases=None
+) -> tuple[str, ...]:
+    """SCONES_ENDPOINT_NAME then SCONES_ENDPOINT_ALIASES (or the given ones), without repeats."""
+    got = env.read(
+        {"name": ("ENDPOINT_NAME", str), "aliases": ("ENDPOINT_ALIASES", env.names)}, environ
+    )
+    first = name or got.get("name", DEFAULT_ENDPOINT_NAME)
+    extra = aliases if aliases is not None else got.get("aliases", ())
+    return tuple(dict.fromkeys([first, *extra]))
 
 
 # ------------------------------ Model ------------------------------
@@ -738,14 +762,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    """ServerSettings from parsed CLI arguments over scones.config."""
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> ServerSettings:
+    """ServerSettings from parsed CLI arguments over the SCONES_* variables."""
     names = None
     if args.endpoint_name or args.alias:
-        first = args.endpoint_name or config.ENDPOINT_NAME
-        extra = args.alias if args.alias is not None else config.ENDPOINT_ALIASES
-        names = tuple(dict.fromkeys([first, *extra]))
-    settings = ServerSettings.from_config(
+        names = endpoint_names(environ, args.endpoint_name, args.alias)
+    server = ServerSettings.from_env(
+        environ,
         model_dir=args.model,
         endpoint_names=names,
         max_batch=args.max_batch,
@@ -753,18 +778,19 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         intra_op_threads=args.intra_op_threads,
         decode_threads=args.decode_threads,
     )
-    enabled = config.CAPTURE_ENABLED if args.capture is None else args.capture
+    enabled = server.capture is not None if args.capture is None else args.capture
     if enabled:
-        capture = CaptureConfig.from_config(
+        capture = CaptureConfig.from_env(
+            environ,
             destination=args.capture_destination,
             sampling_percentage=args.capture_sampling,
             mode=args.capture_mode,
-            variant=settings.variant,
+            variant=server.variant,
         )
-        settings = replace(settings, capture=capture)
+        server = replace(server, capture=capture)
     else:
-        settings = replace(settings, capture=None)
-    return settings
+        server = replace(server, capture=None)
+    return server
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -774,14 +800,15 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = settings_from_args(args)
+        server = settings_from_args(args)
+        where = env.read({"host": ("MODEL_HOST", str), "port": ("MODEL_PORT", int)})
         run(
-            settings,
-            args.host or config.MODEL_HOST,
-            args.port or config.MODEL_PORT,
+            server,
+            args.host or where.get("host", DEFAULT_HOST),
+            args.port or where.get("port", DEFAULT_PORT),
             args.log_level.lower(),
         )
-    except SconesError as err:
+    except LocalModelError as err:
         LOG.error("%s", err)
         raise SystemExit(1) from None
 

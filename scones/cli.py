@@ -6,6 +6,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cloud import CloudError
+from local_model import LocalModelError
 from scones import (
     SconesError,
     bench_workflow,
@@ -76,7 +78,7 @@ def run() -> None:
     except config.ConfigError as err:  # like a bad option: the command never started
         ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise SystemExit(2) from None
-    except SconesError as err:
+    except (SconesError, LocalModelError, CloudError) as err:  # the layers below have their own
         ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

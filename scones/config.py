@@ -358,3 +358,32 @@ def apply_target_env() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")  # LocalStack accepts any key
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     os.environ.setdefault("AWS_DEFAULT_REGION", _THIS.REGION)
+
+
+def cloud_settings():
+    """The cloud target's settings (cloud.settings.CloudSettings) from the SCONES_* variables."""
+    from cloud.settings import CloudSettings
+
+    def split(value: str) -> tuple[str, ...]:
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+
+    return CloudSettings(
+        region=_THIS.REGION,
+        bucket=_THIS.BUCKET,
+        role_arn=_THIS.SAGEMAKER_ROLE_ARN,
+        endpoint_name=_THIS.ENDPOINT_NAME,
+        trainer=_THIS.CLOUD_TRAINER,
+        training_instance_type=_THIS.TRAINING_INSTANCE_TYPE,
+        training_max_seconds=_THIS.TRAINING_MAX_SECONDS,
+        endpoint_instance_type=_THIS.ENDPOINT_INSTANCE_TYPE,
+        endpoint_instance_count=_THIS.ENDPOINT_INSTANCE_COUNT,
+        variant=_THIS.MODEL_VARIANT,
+        dataset_prefix=_THIS.CLOUD_DATASET_PREFIX,
+        output_prefix=_THIS.CLOUD_OUTPUT_PREFIX,
+        capture_destination=_THIS.CAPTURE_DESTINATION,
+        capture_sampling=_THIS.CAPTURE_SAMPLING,
+        capture_mode=_THIS.CAPTURE_MODE,
+        capture_json_types=split(_THIS.CAPTURE_JSON_TYPES),
+        capture_csv_types=split(_THIS.CAPTURE_CSV_TYPES),
+        model_image=_THIS.CLOUD_MODEL_IMAGE,
+    )

@@ -17,7 +17,6 @@ import typer
 from rich.console import Console
 
 from cloud.iam import policy_values, render_policy
-from cloud.settings import CloudSettings
 from scones import PROJECT_ROOT, SconesError, config, sagemaker_local
 
 LOG = logging.getLogger(__name__)
@@ -314,7 +313,7 @@ class Deployer:
         self.result = DeployResult(config.TARGET, config.REGION, clients.account, config.BUCKET)
         self.new_roles = False
         self.policy_values = policy_values(
-            CloudSettings.from_config(), clients.account, config.RESOURCE_PREFIX
+            config.cloud_settings(), clients.account, config.RESOURCE_PREFIX
         )
 
     def changed(self, what: str) -> None:
@@ -745,9 +744,8 @@ def _cleanup_sagemaker(dry_run: bool, artifacts: bool) -> list[str]:
     """The endpoint, endpoint config, model (and artifacts) cloud mode created."""
     from cloud import cleanup as sagemaker_cleanup
     from cloud.clients import CloudClients
-    from cloud.settings import CloudSettings
 
-    settings = CloudSettings.from_config()
+    settings = config.cloud_settings()
     clients = CloudClients.create(settings.region)
     names = sagemaker_cleanup.CleanupNames.from_settings(settings)
     plan = sagemaker_cleanup.plan_cleanup(clients, names, artifacts=artifacts)
@@ -812,7 +810,9 @@ def register(app: typer.Typer) -> None:
 
             with OUT.status("deploying the SageMaker endpoint ..."):
                 if target == "cloud":
-                    endpoint = cloud.deploy_endpoint(model_data)
+                    endpoint = cloud.deploy_endpoint(
+                        config.cloud_settings(), config.STATE_DIR, model_data
+                    )
                 else:
                     endpoint = sagemaker_local.deploy_endpoint(model_data)
                     runtime_url = endpoint["url"]

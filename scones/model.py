@@ -114,7 +114,7 @@ def train(
 
         given = {k: v for k, v in overrides.items() if v is not None}
         if target == "cloud":
-            result = cloud.train_and_remember(given)
+            result = cloud.train_and_remember(config.cloud_settings(), config.STATE_DIR, given)
         else:
             result = sagemaker_local.train(given)
         OUT.print(

@@ -42,9 +42,7 @@ def check_target(target: str | None) -> str:
 
 def settings():
     """Cloud mode's settings, with what differs here: the PyTorch trainer and local images."""
-    from cloud.settings import CloudSettings
-
-    base = CloudSettings.from_config()
+    base = config.cloud_settings()
     role = (
         base.role_arn
         or f"arn:aws:iam::{config.ACCOUNT_ID}:role/{config.RESOURCE_PREFIX}-sagemaker-role"
@@ -101,7 +99,11 @@ def train(hyperparameters: dict | None = None) -> dict:
     ensure_images()
     sm = client()
     return cloud.train_and_remember(
-        hyperparameters, CloudClients(sagemaker=sm, s3=sm.s3), settings(), REMEMBERED
+        settings(),
+        config.STATE_DIR,
+        hyperparameters,
+        CloudClients(sagemaker=sm, s3=sm.s3),
+        REMEMBERED,
     )
 
 
@@ -116,7 +118,11 @@ def deploy_endpoint(model_data_url: str | None = None) -> dict:
     ensure_images()
     sm = client()
     result = cloud.deploy_endpoint(
-        model_data_url, CloudClients(sagemaker=sm, s3=sm.s3), settings(), REMEMBERED
+        settings(),
+        config.STATE_DIR,
+        model_data_url,
+        CloudClients(sagemaker=sm, s3=sm.s3),
+        REMEMBERED,
     )
     return {**result, "url": sm.endpoint_url(result["endpoint_name"])}
 

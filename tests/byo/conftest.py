@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scones import config
+from tests.support.tiny_model import build_tiny_model
 
 PROJECT = Path(__file__).resolve().parent / "course_project"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar100-scones"
@@ -21,49 +22,13 @@ SYNTHETIC = {"bicycle_s_000513.png": 0, "bike_s_000041.png": 1, "bicycle_s_00003
              "minibike_s_000052.png": 1}  # fmt: skip
 
 
-def build_tiny_model(model_dir: Path, classes: list[str]) -> Path:
-    """A 32x32 ONNX classifier (model-directory contract): class 0 wins on red, class 1 on blue.
-
-    The same network tests/local_model builds; here so this room runs before a model is trained.
-    """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    nodes = [
-        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("Gemm", ["flat", "w", "b"], ["logits"], transB=1),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
-    weights = np.array([[4.0, 0.0, -4.0], [-4.0, 0.0, 4.0]], dtype=np.float32)  # red vs blue
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
-        [numpy_helper.from_array(weights, "w"),
-         numpy_helper.from_array(np.zeros(2, dtype=np.float32), "b")],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, model_dir / "model.onnx")
-    meta = {
-        "classes": classes,
-        "input": {"name": "input", "height": 32, "width": 32,
-                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "outputs": {"probabilities": "probabilities"},
-    }  # fmt: skip
-    (model_dir / "model.json").write_text(json.dumps(meta))
-    return model_dir
-
-
 @pytest.fixture(scope="session")
 def byo_model(request, emulator):
     """The running model server: the configured model, else a tiny bicycle/motorcycle one."""
     if not (config.MODEL_DIR / "model.onnx").exists():
-        config.MODEL_DIR = build_tiny_model(config.STATE_DIR / "byo-tiny-model", DATASET_CLASSES)
+        config.MODEL_DIR = build_tiny_model(
+            config.STATE_DIR / "byo-tiny-model", DATASET_CLASSES, with_ood=False
+        )
     return request.getfixturevalue("model_server")
 
 

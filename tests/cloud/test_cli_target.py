@@ -32,7 +32,6 @@ def test_documented_cloud_train_needs_no_out_option():
     assert result.returncode == 1 and "AWS_ENDPOINT_URL" in result.stderr
 
 
-def test_cloud_deploy_without_a_trained_model_says_how_to_get_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "STATE_DIR", tmp_path)
+def test_cloud_deploy_without_a_trained_model_says_how_to_get_one(tmp_path):
     with pytest.raises(cloud.CloudError, match="run `scones train` with SCONES_TARGET=cloud"):
-        cloud.deploy_endpoint()
+        cloud.deploy_endpoint(config.cloud_settings(), tmp_path)

@@ -500,8 +500,8 @@ def test_capture_follows_the_same_settings_and_layout_as_the_local_server(settin
     from local_model.capture import CaptureConfig
     from scones import config
 
-    local = CaptureConfig.from_config()
-    cloud = CloudSettings.from_config()
+    local = CaptureConfig.from_env()
+    cloud = config.cloud_settings()
     capture = data_capture_config(cloud)
     assert capture["DestinationS3Uri"] == local.destination.rstrip("/")
     assert cloud.variant == local.variant

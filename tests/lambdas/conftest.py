@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import io
-import json
 import sys
 import uuid
 from dataclasses import dataclass
@@ -13,9 +11,12 @@ from types import ModuleType
 
 import pytest
 
+from tests.support.events import event, png_bytes
+from tests.support.server import start_server
+from tests.support.tiny_model import build_tiny_model
+
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "lambdas"
-EVENTS_DIR = ROOT / "tests" / "events"
 
 
 @dataclass
@@ -33,31 +34,6 @@ def load_lambda(name: str) -> ModuleType:
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def event(name: str) -> dict:
-    """A JSON event from tests/events/."""
-    return json.loads((EVENTS_DIR / f"{name}.json").read_text())
-
-
-def png_bytes(
-    color: tuple[int, int, int] = (220, 20, 20), size: int = 32, fmt: str = "PNG"
-) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def load_tiny_model_builder():
-    """tests/local_model/conftest.py's tiny ONNX model builder (a conftest is not importable)."""
-    path = ROOT / "tests" / "local_model" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("scones_tests_local_model_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their module by name
     spec.loader.exec_module(module)
     return module
 
@@ -92,12 +68,9 @@ def tiny_endpoint(tmp_path_factory, emulator):
     Red images score class 0 ("bicycle"), blue ones class 1 ("motorcycle"): the handler tests need
     a model whose answer is known, not the trained one.
     """
-    helpers = load_tiny_model_builder()
-    model_dir = helpers.build_tiny_model(
-        tmp_path_factory.mktemp("tiny-model"), ["bicycle", "motorcycle"]
-    )
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny-model"), ["bicycle", "motorcycle"])
     log = tmp_path_factory.mktemp("tiny-endpoint") / "server.log"
-    server = helpers.start_server(
+    server = start_server(
         model_dir,
         log,
         env={

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -118,14 +119,8 @@ def test_classify_an_image_the_model_refuses_raises_image_rejected(
     assert type(err.value).__name__ == "ImageRejected"
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed when the socket is: connections are refused
-
-
 def test_classify_refused_connection_raises_endpoint_unavailable(classify_for, event, context):
-    classify = classify_for(f"http://127.0.0.1:{_closed_port()}")
+    classify = classify_for(f"http://127.0.0.1:{free_port()}")
 
     with pytest.raises(Exception) as err:
         classify.handler(event("classify_image"), context)

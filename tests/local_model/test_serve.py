@@ -14,6 +14,8 @@ import pytest
 from botocore.config import Config
 from PIL import Image
 
+from tests.support.ports import free_port
+
 pytestmark = pytest.mark.integration
 
 MAX_PAYLOAD = 6 * 1024 * 1024
@@ -319,14 +321,11 @@ def test_model_json_must_match_the_onnx_outputs(tmp_path, make_tiny_model):
 
 
 def test_scones_serve_command_serves_the_model(tiny_model_dir, tmp_path):
-    import socket
     import subprocess
     import sys
     import time
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",

@@ -9,7 +9,6 @@ from urllib.parse import unquote
 import pytest
 
 from cloud import iam
-from cloud.settings import CloudSettings
 from scones import config, deploy
 
 pytestmark = pytest.mark.integration
@@ -167,7 +166,7 @@ def test_attached_policies_are_the_files_test_iam_checks(deployed, aws_client):
     """One source for IAM: each role's policy and trust policy is cloud/policies/, rendered."""
     iam_client, values = (
         aws_client("iam"),
-        iam.policy_values(CloudSettings.from_config(), deployed.account, config.RESOURCE_PREFIX),
+        iam.policy_values(config.cloud_settings(), deployed.account, config.RESOURCE_PREFIX),
     )
     for kind, name in deploy.ROLE_POLICY_FILES.items():
         role = deploy.names().role(kind)

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ from pathlib import Path
 import pytest
 
 from scones import PROJECT_ROOT, config
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "durability-data"  # not the workflow's: these objects are the test's alone
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
@@ -38,8 +32,8 @@ class Stack:
             SCONES_STATE_DIR=str(state_dir),
             SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),
             SCONES_EMULATOR_PORT=os.environ.get("SCONES_DURABILITY_EMULATOR_PORT")
-            or str(_free_port()),
-            SCONES_MODEL_PORT=os.environ.get("SCONES_DURABILITY_MODEL_PORT") or str(_free_port()),
+            or str(free_port()),
+            SCONES_MODEL_PORT=os.environ.get("SCONES_DURABILITY_MODEL_PORT") or str(free_port()),
         )
         self.url = f"http://127.0.0.1:{self.env['SCONES_EMULATOR_PORT']}"
         self.state_dir = state_dir

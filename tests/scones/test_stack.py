@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 
 from scones import PROJECT_ROOT, config
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _scones(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -51,8 +46,8 @@ def user_env(tmp_path) -> dict[str, str]:
     env.update(
         SCONES_STATE_DIR=str(tmp_path / "state"),
         SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),
-        SCONES_EMULATOR_PORT=str(_free_port()),
-        SCONES_MODEL_PORT=str(_free_port()),
+        SCONES_EMULATOR_PORT=str(free_port()),
+        SCONES_MODEL_PORT=str(free_port()),
     )
     return env
 

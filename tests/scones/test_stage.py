@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,6 +28,7 @@ from scones.dataset import (
     load_classes,
     load_lst,
 )
+from tests.support.ports import free_port
 
 TARBALL_PATH = "/cifar-100-python.tar.gz"
 SHARED_CLASSES_JSON = PROJECT_ROOT.parent / "shared" / "data" / "cifar100_classes.json"
@@ -43,12 +43,6 @@ def assert_nothing_left(out: Path) -> None:
 
 def lst_by_file(path: Path) -> dict[str, int]:
     return {e.path: e.label for e in load_lst(path)}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------ .lst format ------------------------------
@@ -280,7 +274,7 @@ def test_staged_folder_with_a_missing_image_is_rejected(cifar, tmp_path):
 
 
 def test_unreachable_url_names_the_source_option(tmp_path):
-    url = f"http://127.0.0.1:{closed_port()}/cifar-100-python.tar.gz"
+    url = f"http://127.0.0.1:{free_port()}/cifar-100-python.tar.gz"
     out = tmp_path / "out"
     with pytest.raises(stage.SourceUnreachable) as info:
         stage.stage(url, out=out, upload=False)
@@ -432,7 +426,7 @@ def test_restaging_other_classes_removes_stale_objects(cifar, aws_client, tmp_pa
 
 
 def test_unreachable_s3_fails_before_staging(cifar, tmp_path, monkeypatch):
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     out = tmp_path / "out"
     with pytest.raises(stage.BucketError, match=f"cannot reach S3 at {endpoint} .*scones up"):

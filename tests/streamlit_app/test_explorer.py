@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tests" / "scones"))  # the shared stack helpers
 from workflow_stack import deployed_workflow, stage_test_data  # noqa: E402
 
 from streamlit_app import explorer as ex  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -125,16 +125,10 @@ def test_health_lists_the_stack_and_the_workflow(small_run):
 # ------------------------------ The page in Chromium ------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def explorer_url(small_run, tmp_path_factory):
     """`scones explore`'s command (streamlit run streamlit_app/app.py) on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("explorer") / "streamlit.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
