@@ -123,6 +123,21 @@ def test_a_bad_lst_line_is_a_named_training_error(shapes_data, tmp_path):
         train.DataSource(data).load("train", 32)
 
 
+def test_the_distance_score_uses_the_frozen_trunk_when_there_is_one():
+    """A fine-tuned network's distance score comes from its frozen trunk's features alone; a
+    ResNet from scratch, which has no frozen trunk, uses its final features."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 2
+    feats, trunk = torch.randn(60, 16, generator=gen), torch.randn(60, 8, generator=gen)
+    out = {"features": feats, "trunk": trunk}
+    cal = train.calibrate_ood(out, labels, out, dims=4)
+    assert [s.name for s in cal.scores] == ["trunk_features"]
+    assert cal.scores[0].mean.shape == (8,)
+    cal = train.calibrate_ood({**out, "trunk": None}, labels, {**out, "trunk": None}, dims=4)
+    assert [s.name for s in cal.scores] == ["final_features"]
+    assert cal.scores[0].whiten.shape == (4, 16)
+
+
 def test_augment_keeps_shape_and_range():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(6, 3, 32, 32)
