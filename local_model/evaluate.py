@@ -1,9 +1,8 @@
-"""Evaluate an exported model (model.onnx + model.json) with onnxruntime and the server's code.
+"""Evaluate an exported model (model.onnx + model.json) with onnxruntime, as the server runs it."""
 
-Accepts a staged dataset folder (``<split>.lst`` + ``<split>/``) or a folder with one sub-folder
-per class name holding photos of any size and format; an OOD folder is any folder of images
-(searched recursively) that are none of the classes. No torch: this is what the server runs.
-"""
+# Data: a staged dataset folder (<split>.lst + <split>/) or a folder with one sub-folder per class
+# name holding photos of any size and format; an OOD folder is any folder of images (searched
+# recursively) that are none of the classes. No torch here.
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from local_model import preprocess
+from local_model.lst import BadLst, parse_lst
 
 LOG = logging.getLogger(__name__)
 
@@ -144,16 +144,16 @@ def load_labelled(data: Path, classes: list[str], split: str = "test") -> Labell
             LOG.warning(
                 "dataset classes %s differ from the model's %s; mapping by name", names, classes
             )
+        try:
+            entries = parse_lst(lst.read_text(), str(lst))
+        except BadLst as err:
+            raise EvaluationError(str(err)) from err
         files, labels = [], []
-        for line in lst.read_text().splitlines():
-            parts = line.split("\t")
-            if len(parts) < 3:
-                continue
-            label = int(float(parts[1]))
-            name = names[label].lower() if label < len(names) else ""
+        for entry in entries:
+            name = names[entry.label].lower() if 0 <= entry.label < len(names) else ""
             if name not in index:
-                raise EvaluationError(f"{lst}: label {label} ({name!r}) is not a model class")
-            files.append(data / split / parts[-1].strip())
+                raise EvaluationError(f"{lst}: label {entry.label} ({name!r}) is not a model class")
+            files.append(data / split / entry.path)
             labels.append(index[name])
         return Labelled(files, np.array(labels, dtype=np.int64), f"{data} ({split}.lst)")
     index = {c.lower(): i for i, c in enumerate(classes)}

@@ -180,6 +180,19 @@ def test_unreadable_file_is_skipped_not_fatal(model_dir, shapes, tmp_path):
     assert len(result["skipped"]) == 1 and "broken.jpg" in result["skipped"][0]
 
 
+def test_a_bad_lst_line_is_a_named_error(model_dir, shapes, tmp_path):
+    """test.lst goes through local_model.lst: a bad line names the file and line, not skipped."""
+    import shutil
+
+    data = shutil.copytree(shapes, tmp_path / "data")
+    lines = (data / "test.lst").read_text().splitlines()
+    lines[2] = lines[2].replace("\t", " ", 1)  # index and label run together
+    (data / "test.lst").write_text("\n".join(lines) + "\n")
+    model = ev.load_model(model_dir)
+    with pytest.raises(ev.EvaluationError, match="test.lst:3"):
+        ev.load_labelled(data, model.classes, "test")
+
+
 def test_unknown_class_folder_is_a_named_error(model_dir, tmp_path):
     (tmp_path / "tractor").mkdir()
     done = scones("evaluate", "--model", str(model_dir), "--data", str(tmp_path))

@@ -49,26 +49,26 @@ def test_one_step_on_random_tensors_reduces_loss():
     opt = train.make_optimizer([p for p in model.parameters() if p.requires_grad], hyp)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 3, (16,))
     before = [p.detach().clone() for p in model.parameters()]
-    losses = [train.train_step(model, model.trunk(x), None, y, opt, hyp)[0] for _ in range(5)]
+    losses = [train.train_step(model, model.trunk(x), y, opt, hyp)[0] for _ in range(5)]
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_pretrained_step_keeps_trunk_frozen_and_imagenet_head():
+def test_pretrained_step_keeps_the_trunk_frozen_and_trains_the_rest():
     torch.manual_seed(0)
-    hyp = train.resolve_hyp({"image_shape": "3,64,64", "freeze_blocks": 5, "distill_weight": 1.0})
+    hyp = train.resolve_hyp({"image_shape": "3,64,64", "freeze_blocks": 5})
     model = train.build_model(hyp, num_classes=2).train()
-    teacher = train.LiteNet(1, 5).eval()
     frozen = [p.detach().clone() for p in model.frozen.parameters()]
+    head = model.fc.weight.detach().clone()
     opt = train.make_optimizer([p for p in model.parameters() if p.requires_grad], hyp)
     gen = torch.Generator().manual_seed(0)
-    h, target = train.trunk_views(model, teacher, train.Normalize(train.LITE_MEAN, train.LITE_STD),
-                                  torch.rand(8, 3, 32, 32), hyp, gen)  # fmt: skip
-    assert target.shape == (8, 1000)
-    loss, _ = train.train_step(model, h, target, torch.randint(0, 2, (8,)), opt, hyp)
+    h = train.trunk_views(model, train.Normalize(train.LITE_MEAN, train.LITE_STD),
+                          torch.rand(8, 3, 32, 32), hyp, gen)  # fmt: skip
+    loss, _ = train.train_step(model, h, torch.randint(0, 2, (8,)), opt, hyp)
     assert np.isfinite(loss)
     assert all(torch.equal(a, b) for a, b in zip(frozen, model.frozen.parameters(), strict=True))
+    assert not torch.equal(head, model.fc.weight)
 
 
 def test_regularisers_act_only_in_training_and_the_export_matches(tmp_path):
@@ -106,6 +106,36 @@ def test_bad_hyperparameters_are_named():
         train.resolve_hyp({"augmentation_type": "rotate"})
     with pytest.raises(train.TrainingError, match="unknown hyperparameter"):
         train.resolve_hyp({"epochz": 3})
+
+
+def test_a_bad_lst_line_is_a_named_training_error(shapes_data, tmp_path):
+    """train.lst goes through local_model.lst: a bad line names the file and the line number."""
+    import shutil
+
+    data = shutil.copytree(shapes_data, tmp_path / "data")
+    lines = (data / "train.lst").read_text().splitlines()
+    lines[4] = "4\tbicycle\tdisc_0_004.png"  # a label that is no number
+    (data / "train.lst").write_text("\n".join(lines) + "\n")
+    with pytest.raises(train.TrainingError, match="train.lst:5"):
+        train.DataSource(data).load("train", 32)
+    (data / "train.lst").write_text("\n")
+    with pytest.raises(train.TrainingError, match="lists no images"):
+        train.DataSource(data).load("train", 32)
+
+
+def test_the_distance_score_uses_the_frozen_trunk_when_there_is_one():
+    """A fine-tuned network's distance score comes from its frozen trunk's features alone; a
+    ResNet from scratch, which has no frozen trunk, uses its final features."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 2
+    feats, trunk = torch.randn(60, 16, generator=gen), torch.randn(60, 8, generator=gen)
+    out = {"features": feats, "trunk": trunk}
+    cal = train.calibrate_ood(out, labels, out, dims=4)
+    assert [s.name for s in cal.scores] == ["trunk_features"]
+    assert cal.scores[0].mean.shape == (8,)
+    cal = train.calibrate_ood({**out, "trunk": None}, labels, {**out, "trunk": None}, dims=4)
+    assert [s.name for s in cal.scores] == ["final_features"]
+    assert cal.scores[0].whiten.shape == (4, 16)
 
 
 def test_augment_keeps_shape_and_range():
@@ -224,7 +254,7 @@ def test_vehicle_prior_is_the_untouched_imagenet_networks_mass_ratio():
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         h = net.trunk(x)
-        q = torch.softmax(net.imagenet_fc(net.features(h)), 1)
+        q = torch.softmax(net.net._fc(net.features(h)), 1)
         expected = torch.log(q[:, sorted(train.IMAGENET_OTHER_VEHICLES)].sum(1)) - torch.log(
             q[:, sorted(train.IMAGENET_TWO_WHEELERS)].sum(1)
         )
