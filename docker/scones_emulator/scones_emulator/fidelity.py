@@ -56,7 +56,8 @@ Unlike the speedups these change what an execution records, so they always apply
    checks, unchanged.
 
 Each patch checks the source or behaviour of what it wraps and skips itself with a warning when
-LocalStack has changed it (LocalStack core 2026.3.0 and 4.9.2 are what scones installs).
+LocalStack has changed it (LocalStack core 2026.3.0 and 4.9.2 are what scones installs); all apply
+through patching.py (LocalStack's ``Patch``).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ _source_has = patching.source_has
 def _patched(owner: Any, name: str, wrapper: Callable[..., Any], original: Any) -> None:
     wrapper.__scones_fidelity__ = True
     wrapper.__wrapped__ = original
-    setattr(owner, name, wrapper)
+    patching.apply(owner, name, wrapper)
 
 
 # ------------------------------ 1. direct Lambda ARN: the runtime's text ------------------
@@ -587,7 +588,7 @@ def install_integer_tolerated_percentage() -> bool:
         return original(INTEGER_PERCENTAGE.sub(r"\g<1>\g<2>.0", definition))
 
     _parse.__scones_fidelity__ = True
-    Parser.parse = staticmethod(_parse)
+    patching.apply(Parser, "parse", staticmethod(_parse))
     return True
 
 

@@ -92,7 +92,7 @@ def guarded(
         replacement = new
     setattr(replacement, MARK, label)
     replacement.__wrapped__ = original
-    _apply(owner, name, staticmethod(replacement) if static else replacement)
+    apply(owner, name, staticmethod(replacement) if static else replacement)
     return True
 
 
@@ -104,12 +104,13 @@ def rebind(prefix: str, name: str, original: Any, replacement: Any) -> list[str]
     changed = []
     for module_name, module in list(sys.modules.items()):
         if module_name.startswith(prefix) and getattr(module, name, None) is original:
-            _apply(module, name, replacement)
+            apply(module, name, replacement)
             changed.append(module_name)
     return changed
 
 
-def _apply(owner: Any, name: str, new: Any) -> None:
+def apply(owner: Any, name: str, new: Any) -> None:
+    """Set ``owner.name`` to ``new`` through LocalStack's ``Patch`` (listed in its bookkeeping)."""
     from localstack.utils.patch import Patch
 
     Patch(owner, name, new).apply()

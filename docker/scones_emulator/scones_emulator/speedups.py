@@ -55,7 +55,8 @@ lambda:invoke tasks 2.9/s -> 10.7/s (median execution 1251 ms -> 209 ms); `scone
 events after a warm-up: emulator CPU per execution 53 -> 41 ms, 19.3/s -> 24.0/s.
 
 Each patch checks the signature of what it replaces and skips itself (with a warning) when
-LocalStack has changed it. Disable all with SCONES_EMULATOR_SPEEDUPS=0.
+LocalStack has changed it, and applies through patching.py (LocalStack's ``Patch``). Disable all
+with SCONES_EMULATOR_SPEEDUPS=0, some with SCONES_EMULATOR_SPEEDUPS_OFF=name,name (see install).
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ import importlib
 import inspect
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -119,7 +119,7 @@ def install_jsonpath_cache() -> None:
             continue
         original = getattr(module, attribute, None)
         if callable(original):
-            setattr(module, attribute, cached_parse(original))
+            patching.apply(module, attribute, cached_parse(original))
             patched.append(module_name)
     LOG.debug("speedups: jsonpath_ng parse cached in %s", ", ".join(patched))
 
@@ -204,7 +204,7 @@ def install_program_cache() -> bool:
 
     _get_evaluation_entrypoint.__scones_cached__ = True
     _get_evaluation_entrypoint.__wrapped__ = original
-    ExecutionWorker._get_evaluation_entrypoint = _get_evaluation_entrypoint
+    patching.apply(ExecutionWorker, "_get_evaluation_entrypoint", _get_evaluation_entrypoint)
     return True
 
 
@@ -259,9 +259,7 @@ def install_boto_client_cache() -> bool:
         )
         return False
     cached = cached_boto_client_for(original)
-    for name, module in list(sys.modules.items()):
-        if name.startswith(SFN) and getattr(module, "boto_client_for", None) is original:
-            module.boto_client_for = cached
+    patching.rebind(SFN, "boto_client_for", original, cached)
     return True
 
 
@@ -322,7 +320,9 @@ def install_status_event_filter() -> bool:
             original(self)
 
     publish_execution_status_change_event.__scones_cached__ = True
-    Execution.publish_execution_status_change_event = publish_execution_status_change_event
+    patching.apply(
+        Execution, "publish_execution_status_change_event", publish_execution_status_change_event
+    )
     return True
 
 
@@ -417,7 +417,7 @@ def install_log_batching() -> bool:
                                     group, self.region, err)  # fmt: skip
 
     run_log_loop.__scones_cached__ = True
-    handler.run_log_loop = run_log_loop
+    patching.apply(handler, "run_log_loop", run_log_loop)
     return True
 
 
@@ -443,10 +443,9 @@ def install_snake_case_cache() -> bool:
         return cache(string) if isinstance(string, str) else original(string)
 
     camel_to_snake_case.__scones_cached__ = True
-    for name, module in list(sys.modules.items()):  # modules that bound the name at import
-        if name.startswith("localstack") and getattr(module, "camel_to_snake_case", 0) is original:
-            module.camel_to_snake_case = camel_to_snake_case
-    strings.camel_to_snake_case = camel_to_snake_case
+    # modules that bound the name at import, then its own module
+    patching.rebind("localstack.", "camel_to_snake_case", original, camel_to_snake_case)
+    patching.apply(strings, "camel_to_snake_case", camel_to_snake_case)
     return True
 
 
@@ -486,7 +485,7 @@ def install_unsynced_metrics() -> bool:
     ):
         LOG.warning("speedups: CloudwatchDatabase changed; metrics fsynced per commit")
         return False
-    helper.sqlite3 = _UnsyncedSqlite(real, database.METRICS_DB)
+    patching.apply(helper, "sqlite3", _UnsyncedSqlite(real, database.METRICS_DB))
     return True
 
 
