@@ -361,6 +361,8 @@ def second_stack(variant: str, args: list[str], timeout: float) -> dict:
         SCONES_STATE_DIR=state,
         SCONES_EMULATOR_PORT=str(_free_port()),
         SCONES_MODEL_PORT=str(config.MODEL_PORT),
+        # the same emulator install (else it defaults to one under the fresh state dir)
+        SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),
         # a fresh state dir is a cold start (empty cache): minutes on a busy machine
         SCONES_EMULATOR_START_TIMEOUT=str(max(config.EMULATOR_START_TIMEOUT, SECOND_START_S)),
         **VARIANTS[variant],
