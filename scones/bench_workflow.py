@@ -1,40 +1,126 @@
-"""`scones bench workflow`: warm latency and sustained executions/s over many S3 events."""
+"""`scones bench workflow`: executions/s and warm latency on the path real orders take."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, config
+from scones import SconesError, config
 from scones.deploy import Clients
-from scones.workflow import TERMINAL, image_input, start, state_machine_arn, wait
+from scones.report import TERMINAL, outcome_of
+from scones.workflow import image_input, start, state_machine_arn, wait
 
 OUT = Console(stderr=True)
 
-SHARED_TEST = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones" / "test"
 BENCH_PREFIX = "bench/"
 BENCH_POLL_S = 0.01  # latency runs poll this often: the figure is the workflow's, not our polling
+LIST_POLL_S = 1.0  # throughput runs: ListExecutions this often (each call costs the emulator too)
+SECOND_START_S = 600  # how long a second stack (--baseline, --no-persistence) may take to start
+GRACE_S = 60.0  # after the wait budget: how long still-running executions are followed to an end
+DESCRIBE_THREADS = 8
+PATHS = ("mix", "success", "review")
+# The outcome a --path keeps (report.outcome_of's names).
+PATH_OUTCOME = {"success": "succeeded", "review": "review"}
+# Second stacks for --baseline / --no-persistence: the emulator settings each changes.
+VARIANTS = {
+    "stock": {"SCONES_EMULATOR_SPEEDUPS": "0"},
+    "no_persistence": {"SCONES_EMULATOR_PERSIST": ""},
+}
 
 
-def _bench_image() -> tuple[str, bytes]:
-    """A real test image if the shared data is there, else a small synthetic PNG."""
-    lst = SHARED_TEST.parent / "test.lst"
-    if lst.exists():
-        first = lst.read_text().splitlines()[0].split("\t")[-1]
-        return first, (SHARED_TEST / first).read_bytes()
-    import io
+class BenchError(SconesError):
+    """The bench cannot run: no staged dataset, a bad --path, or a second stack that failed."""
 
-    from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), (200, 30, 30)).save(buffer, "PNG")
-    return "synthetic.png", buffer.getvalue()
+@dataclass(frozen=True)
+class Event:
+    """One uploaded object: its kind (image, not_image, other_vehicle) and bytes."""
+
+    kind: str
+    name: str
+    body: bytes
+
+
+def default_data() -> Path:
+    """Where `scones stage` writes the default dataset."""
+    from scones.load import DEFAULT_DATASET
+
+    return config.STATE_DIR / "datasets" / DEFAULT_DATASET
+
+
+def test_split(data: Path) -> list[Event]:
+    """The staged test split's images, in .lst order."""
+    from local_model.lst import parse_lst
+
+    lst = data / "test.lst"
+    if not lst.is_file():
+        raise BenchError(
+            f"no staged dataset at {data} (no test.lst): run `scones stage`, or pass --data DIR "
+            "(a folder with test.lst and test/)"
+        )
+    events = []
+    for entry in parse_lst(lst.read_text(encoding="utf-8"), str(lst)):
+        path = data / "test" / entry.path
+        if not path.is_file():
+            raise BenchError(f"{lst} names {entry.path}, which is not in {data / 'test'}")
+        events.append(Event("image", path.name, path.read_bytes()))
+    if not events:
+        raise BenchError(f"{lst} is empty")
+    return events
+
+
+def bad_inputs(clients: Clients) -> list[Event]:
+    """The load generator's bad inputs (not images, other vehicles), as bytes to upload."""
+    from scones.deploy import class_names
+    from scones.load import bad_samples
+
+    events = []
+    for kind, items in bad_samples(clients, class_names()).items():
+        for item in items:
+            body = clients.s3.get_object(Bucket=config.BUCKET, Key=item.s3_key)["Body"].read()
+            events.append(Event(kind, item.s3_key.rsplit("/", 1)[-1], body))
+    return events
+
+
+def mix(good: list[Event], bad: list[Event], count: int, seed: int) -> list[Event]:
+    """``count`` events: the good ones in order, cycled, with the load generator's share of bad
+    ones in the slots its planner picks (a missing key cannot come from an upload: a bad
+    upload of another kind takes its slot)."""
+    from scones.load import LoadItem, plan
+
+    if not bad:
+        return [good[i % len(good)] for i in range(count)]
+    by_kind: dict[str, list[LoadItem]] = {}
+    for i, event in enumerate(bad):
+        by_kind.setdefault(event.kind, []).append(LoadItem(event.kind, str(i)))
+    slots = plan(count, [LoadItem("image", "")], by_kind, BAD_SHARE, seed, "bench")
+    events, g = [], 0
+    for i, item in enumerate(slots):
+        if item.kind == "image":
+            events.append(good[g % len(good)])
+            g += 1
+        elif item.kind == "missing":
+            events.append(bad[i % len(bad)])
+        else:
+            events.append(bad[int(item.s3_key)])
+    return events
+
+
+BAD_SHARE = 0.1  # as `scones load`'s default --bad-share
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -45,19 +131,24 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def bench_latency(clients: Clients, bucket: str, key: str, runs: int, warmup: int) -> dict:
-    """Sequential single-image executions, warm: end-to-end and server-side latency."""
+def bench_latency(clients: Clients, events: list[Event], runs: int, warmup: int) -> dict:
+    """Sequential executions, warm, cycling through ``events``: end-to-end and server-side."""
     machine = state_machine_arn(clients, "image_workflow")
-    client_ms, server_ms, statuses = [], [], []
+    keys = []
+    for event in events[: warmup + runs]:
+        key = f"{config.UPLOAD_PREFIX}{BENCH_PREFIX}{event.name}"
+        clients.s3.put_object(Bucket=config.BUCKET, Key=key, Body=event.body)
+        keys.append(key)
+    client_ms, server_ms, outcomes = [], [], Counter()
     for i in range(warmup + runs):
         began = time.perf_counter()
-        arn = start(clients, machine, image_input(bucket, key))
+        arn = start(clients, machine, image_input(config.BUCKET, keys[i % len(keys)]))
         described = wait(clients, arn, 60, max_poll_s=BENCH_POLL_S)
         elapsed = (time.perf_counter() - began) * 1000
         if i < warmup:
             continue
         client_ms.append(elapsed)
-        statuses.append(described["status"])
+        outcomes[outcome_of(described["status"], described.get("error"))] += 1
         if described.get("stopDate"):
             delta = described["stopDate"] - described["startDate"]
             server_ms.append(delta.total_seconds() * 1000)
@@ -67,85 +158,112 @@ def bench_latency(clients: Clients, bucket: str, key: str, runs: int, warmup: in
         "server_p50_ms": round(_percentile(server_ms, 50), 1),
         "server_p95_ms": round(_percentile(server_ms, 95), 1),
         "latency_runs": runs,
-        "latency_statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "latency_outcomes": dict(outcomes),
     }
 
 
-def bench_throughput(
-    clients: Clients, image: bytes, events: int, timeout: float, upload_threads: int = 8
-) -> dict:
-    """Upload ``events`` objects under incoming/: each starts an execution through EventBridge.
+def _ours(clients: Clients, machine: str, since: datetime) -> list[dict]:
+    """Executions of ``machine`` started at or after ``since`` (newest first: stop paging at
+    the first older one, so a long-lived stack's history is not listed on every poll)."""
+    found: list[dict] = []
+    for page in clients.sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=machine, PaginationConfig={"PageSize": 1000}
+    ):
+        fresh = [e for e in page["executions"] if e["startDate"] >= since]
+        found += fresh
+        if len(fresh) < len(page["executions"]):
+            break
+    return found
 
-    Counts, per uploaded key, the executions that reached a terminal state; ``unaccounted``
-    is the number of keys with none (lost events or executions still running at the timeout).
+
+def bench_throughput(
+    clients: Clients, events: list[Event], timeout: float, upload_threads: int = 8
+) -> dict:
+    """Upload every event under incoming/: each starts an execution through EventBridge.
+
+    Each key ends in one outcome: succeeded, review, not_a_two_wheeler, failed (report's
+    names), ``still_running`` (no end when the wait budget ran out; followed for GRACE_S more
+    to classify it, but not counted in executions/s), or ``lost`` (no execution at all).
     """
     machine = state_machine_arn(clients, "image_workflow")
     run_id = uuid.uuid4().hex[:8]
     prefix = f"{config.INCOMING_PREFIX}{BENCH_PREFIX}{run_id}/"
-    keys = [f"{prefix}{i:05d}.png" for i in range(events)]
+    keys = {f"{prefix}{i:05d}-{e.name}": e for i, e in enumerate(events)}
     started_wall = datetime.now(UTC)
     began = time.monotonic()
 
-    def put(key: str) -> None:
-        clients.s3.put_object(Bucket=config.BUCKET, Key=key, Body=image)
+    def put(item: tuple[str, Event]) -> None:
+        clients.s3.put_object(Bucket=config.BUCKET, Key=item[0], Body=item[1].body)
 
     clients.s3  # noqa: B018 -- create the client before the threads share it
     with ThreadPoolExecutor(upload_threads) as pool:
-        list(pool.map(put, keys))
+        list(pool.map(put, keys.items()))
     upload_s = time.monotonic() - began
 
-    def ours() -> list[dict]:
-        found = []
-        for page in clients.sfn.get_paginator("list_executions").paginate(
-            stateMachineArn=machine, PaginationConfig={"PageSize": 1000}
-        ):
-            found += [e for e in page["executions"] if e["startDate"] >= started_wall]
-        return found
+    def poll(until: float) -> list[dict]:
+        last_progress, last_done = time.monotonic(), -1
+        while True:
+            executions = _ours(clients, machine, started_wall)
+            done = sum(e["status"] in TERMINAL for e in executions)
+            running = len(executions) - done
+            if done >= len(events) and running == 0:
+                return executions
+            if done != last_done:
+                last_progress, last_done = time.monotonic(), done
+            # Stop at the deadline, or when nothing has finished for a while and nothing runs.
+            idle = running == 0 and time.monotonic() - last_progress > 15
+            if time.monotonic() > until or idle:
+                return executions
+            time.sleep(LIST_POLL_S)
 
-    deadline = began + timeout
-    last_progress, last_done = time.monotonic(), -1
-    while True:
-        executions = ours()
-        done = sum(e["status"] in TERMINAL for e in executions)
-        running = len(executions) - done
-        if done >= events and running == 0:
-            break
-        if done != last_done:
-            last_progress, last_done = time.monotonic(), done
-        # Stop at the deadline, or when nothing has finished for a while and nothing runs.
-        if time.monotonic() > deadline or (running == 0 and time.monotonic() - last_progress > 15):
-            break
-        time.sleep(0.5)
+    executions = poll(began + timeout)
+    in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
+    if len(in_budget) < len(executions):
+        executions = poll(time.monotonic() + GRACE_S)
     elapsed_s = time.monotonic() - began
 
-    # Map executions to keys by their input (other executions may run meanwhile).
-    by_key: dict[str, list[str]] = {}
-    last_stop = None
-    for e in executions:
-        described = clients.sfn.describe_execution(executionArn=e["executionArn"])
-        payload = json.loads(described.get("input") or "{}")
+    def describe(arn: str) -> dict:
+        return clients.sfn.describe_execution(executionArn=arn)
+
+    with ThreadPoolExecutor(DESCRIBE_THREADS) as pool:
+        described = list(pool.map(describe, [e["executionArn"] for e in executions]))
+    by_key: dict[str, list[dict]] = {}
+    for d in described:
+        payload = json.loads(d.get("input") or "{}")
         key = payload.get("s3_key") or payload.get("detail", {}).get("object", {}).get("key")
-        if not key or not key.startswith(prefix):
-            continue
-        by_key.setdefault(key, []).append(described["status"])
-        if described.get("stopDate") and (last_stop is None or described["stopDate"] > last_stop):
-            last_stop = described["stopDate"]
-    terminal = {k for k, st in by_key.items() if any(s in TERMINAL for s in st)}
-    statuses: dict[str, int] = {}
-    for st in by_key.values():
-        for s in st:
-            statuses[s] = statuses.get(s, 0) + 1
+        if key in keys:
+            by_key.setdefault(key, []).append(d)
+    outcomes: Counter = Counter()
+    by_kind: dict[str, Counter] = {}
+    still_running, last_stop, by_name = 0, None, {}
+    for key, event in keys.items():
+        runs = by_key.get(key, [])
+        if not runs:
+            outcome = "lost"
+        else:
+            d = runs[0]
+            outcome = outcome_of(d["status"], d.get("error"))
+            if d["executionArn"] not in in_budget:
+                still_running += 1
+            elif d.get("stopDate") and (last_stop is None or d["stopDate"] > last_stop):
+                last_stop = d["stopDate"]
+        outcomes[outcome] += 1
+        by_name[event.name] = outcome
+        by_kind.setdefault(event.kind, Counter())[outcome] += 1
+    finished = sum(1 for d in described if d["executionArn"] in in_budget)
     span_s = (last_stop - started_wall).total_seconds() if last_stop else elapsed_s
     _delete_prefix(clients, config.BUCKET, prefix)  # bench objects are not data
     return {
-        "events": events,
-        "terminal": len(terminal),
-        "unaccounted": events - len(terminal),
-        "duplicates": sum(len(st) - 1 for st in by_key.values()),
-        "statuses": statuses,
-        "executions_per_s": round(len(terminal) / span_s, 2) if span_s > 0 else 0.0,
+        "events": len(events),
+        "outcomes": dict(outcomes),
+        "outcomes_by_kind": {k: dict(v) for k, v in by_kind.items()},
+        "still_running": still_running,
+        "lost": outcomes["lost"],
+        "duplicates": sum(len(r) - 1 for r in by_key.values()),
+        "executions_per_s": round(finished / span_s, 2) if span_s > 0 else 0.0,
         "upload_s": round(upload_s, 2),
         "span_s": round(span_s, 2),
+        "outcome_by_name": by_name,  # the warm-up's calibration for --path; not printed
     }
 
 
@@ -156,35 +274,157 @@ def _delete_prefix(clients: Clients, bucket: str, prefix: str) -> None:
             clients.s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
 
 
-def bench_workflow(
-    smoke: bool = False, events: int | None = None, warmup_events: int | None = None
-) -> dict:
-    """Warm single-image latency, then sustained executions/s over many S3 events.
+def _by_outcome(images: list[Event], calibration: dict) -> dict[str, list[Event]]:
+    """The test images grouped by the outcome each had in the warm-up (the model decides)."""
+    groups: dict[str, list[Event]] = {}
+    for event in images:
+        outcome = calibration.get(event.name)
+        if outcome:
+            groups.setdefault(outcome, []).append(event)
+    return groups
 
-    A warm-up burst of events runs first, through the same path, and is reported apart: the
-    first burst after ``scones up`` also pays for starting the Lambda environments (dozens of
-    runtime processes), which a sustained load has already paid for.
+
+def bench_workflow(
+    smoke: bool = False,
+    events: int | None = None,
+    warmup_events: int | None = None,
+    data: Path | None = None,
+    path: str = "mix",
+    seed: int = 0,
+) -> dict:
+    """A warm-up burst, warm single-image latency, then sustained executions/s over S3 events.
+
+    The warm-up runs the test split's images through the same path (the first burst after
+    ``scones up`` also starts dozens of Lambda runtimes); it is reported apart and tells which
+    images succeed and which go to review, for ``path`` success or review.
     """
     from scones.deploy import deploy
 
+    if path not in PATHS:
+        raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+    data = Path(data) if data else default_data()
+    images = test_split(data)  # before deploying: a missing dataset is a quick, named error
     began = time.monotonic()
+    load_before = os.getloadavg()
     deploy()
     clients = Clients()
-    name, image = _bench_image()
-    key = f"{config.UPLOAD_PREFIX}{BENCH_PREFIX}{name}"
-    clients.s3.put_object(Bucket=config.BUCKET, Key=key, Body=image)
-    runs, warmup = (5, 2) if smoke else (30, 5)
+    runs, latency_warmup = (5, 2) if smoke else (30, 5)
     events = events or (40 if smoke else 1000)
-    warmup_events = (10 if smoke else 300) if warmup_events is None else warmup_events
-    result = {"smoke": smoke, "image": name, "target": config.TARGET}
-    result.update(bench_latency(clients, config.BUCKET, key, runs, warmup))
+    if warmup_events is None:
+        warmup_events = 10 if smoke else len(images)
+    result: dict = {
+        "smoke": smoke,
+        "path": path,
+        "data": str(data),
+        "target": config.TARGET,
+        "speedups": os.environ.get("SCONES_EMULATOR_SPEEDUPS", "1") != "0",
+    }
+    chosen = images
     if warmup_events:
-        first = bench_throughput(clients, image, warmup_events, timeout=40 if smoke else 600)
-        result.update({f"warmup_{k}": first[k] for k in ("events", "unaccounted")})
+        warm = [images[i % len(images)] for i in range(warmup_events)]
+        first = bench_throughput(clients, warm, timeout=60 if smoke else 600)
+        calibration = first["outcome_by_name"]
+        result["warmup_events"] = first["events"]
+        result["warmup_outcomes"] = first["outcomes"]
         result["warmup_executions_per_s"] = first["executions_per_s"]
-    result.update(bench_throughput(clients, image, events, timeout=40 if smoke else 900))
+        if path != "mix":
+            chosen = _by_outcome(images, calibration).get(PATH_OUTCOME[path], [])
+    elif path != "mix":
+        raise BenchError(f"--path {path} needs a warm-up to learn which images take that path")
+    if not chosen:
+        raise BenchError(
+            f"no test image took the {path} path in the warm-up ({result.get('warmup_outcomes')})"
+        )
+    measured = (
+        mix(chosen, bad_inputs(clients), events, seed)
+        if path == "mix"
+        else [chosen[i % len(chosen)] for i in range(events)]
+    )
+    result.update(bench_latency(clients, measured, runs, latency_warmup))
+    figures = bench_throughput(clients, measured, timeout=60 if smoke else 900)
+    figures.pop("outcome_by_name")
+    result.update(figures)
     result["total_s"] = round(time.monotonic() - began, 1)
+    result["loadavg"] = [round(x, 2) for x in (*load_before, *os.getloadavg())]
     return result
+
+
+def second_stack(variant: str, args: list[str], timeout: float) -> dict:
+    """The same bench on a second emulator with ``VARIANTS[variant]``: own port and state dir,
+    the same model server; started, benched and stopped by child processes."""
+    from scones.stack import _free_port
+
+    config.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    state = tempfile.mkdtemp(prefix=f"bench-{variant}-", dir=config.STATE_DIR)
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    env.update(
+        SCONES_STATE_DIR=state,
+        SCONES_EMULATOR_PORT=str(_free_port()),
+        SCONES_MODEL_PORT=str(config.MODEL_PORT),
+        # the same emulator install (else it defaults to one under the fresh state dir)
+        SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),
+        # a fresh state dir is a cold start (empty cache): minutes on a busy machine
+        SCONES_EMULATOR_START_TIMEOUT=str(max(config.EMULATOR_START_TIMEOUT, SECOND_START_S)),
+        **VARIANTS[variant],
+    )
+    scones = [sys.executable, "-m", "scones"]
+    try:
+        with OUT.status(f"{variant}: starting a second emulator ..."):
+            up = subprocess.run(
+                [*scones, "up", "--only", "emulator"], env=env, capture_output=True, text=True
+            )
+        if up.returncode:
+            raise BenchError(f"{variant}: the second emulator did not start: {up.stderr[-800:]}")
+        with OUT.status(f"{variant}: the same bench on it ..."):
+            done = subprocess.run(
+                [*scones, "bench", "workflow", "--json", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        if done.returncode:
+            raise BenchError(f"{variant}: the bench failed there: {done.stderr[-800:]}")
+        return json.loads(done.stdout)
+    finally:
+        subprocess.run([*scones, "down"], env=env, capture_output=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def _print(result: dict) -> None:
+    OUT.print(
+        f"path {result['path']} (data {result['data']}), speedups "
+        f"{'on' if result['speedups'] else 'off'}, load average {result['loadavg']}"
+    )
+    if "warmup_events" in result:
+        OUT.print(
+            f"warm-up: {result['warmup_executions_per_s']} executions/s over "
+            f"{result['warmup_events']} events; outcomes {result['warmup_outcomes']}"
+        )
+    OUT.print(
+        f"latency (warm, {result['latency_runs']} runs): p50 {result['p50_ms']} ms, "
+        f"p95 {result['p95_ms']} ms (server-side p50 {result['server_p50_ms']} ms); "
+        f"outcomes {result['latency_outcomes']}"
+    )
+    OUT.print(
+        f"throughput: {result['executions_per_s']} executions/s over {result['events']} events; "
+        f"outcomes {result['outcomes']}; still running {result['still_running']}, "
+        f"lost {result['lost']}"
+    )
+    for variant, ratio in (("stock", "ratio_vs_stock"), ("no_persistence", "persistence_cost")):
+        other = result.get(variant)
+        if other and "error" in other:
+            OUT.print(f"{variant}: not measured: {other['error']}", markup=False)
+        elif other:
+            OUT.print(
+                f"{variant}: {other['executions_per_s']} executions/s, p50 {other['p50_ms']} ms, "
+                f"outcomes {other['outcomes']}, still running {other['still_running']}, lost "
+                f"{other['lost']}; {ratio} {result[ratio]}"
+            )
 
 
 def register_bench(bench: typer.Typer) -> None:
@@ -196,25 +436,62 @@ def register_bench(bench: typer.Typer) -> None:
         smoke: bool = typer.Option(False, "--smoke", help="A quick run (< 60 s), fewer events."),
         events: int = typer.Option(None, help="S3 events for the throughput part (default 1000)."),
         warmup_events: int = typer.Option(
-            None, help="S3 events run first and reported apart (default 300; 0: none)."
+            None, help="Events run first, reported apart (default: the test split once; 0: none)."
+        ),
+        data: Path = typer.Option(
+            None,
+            "--data",
+            help="A staged dataset (test.lst + test/); default: the one `scones stage` writes.",
+        ),
+        path: str = typer.Option(
+            "mix",
+            "--path",
+            help="mix: the test split in order (~85 % succeed, ~15 % review) plus 10 % bad "
+            "inputs; success / review: only the images that took that path in the warm-up.",
+        ),
+        seed: int = typer.Option(0, help="Where the bad inputs go in the mix."),
+        baseline: bool = typer.Option(
+            False,
+            "--baseline",
+            help="Also run the same events on a second stack with the speedups off "
+            "(SCONES_EMULATOR_SPEEDUPS=0): ratio_vs_stock.",
+        ),
+        no_persistence: bool = typer.Option(
+            False,
+            "--no-persistence",
+            help="Also run them on a second stack without persistence: persistence_cost.",
         ),
     ) -> None:
-        """Workflow latency (p50/p95, warm) and executions/s over >= 1,000 S3 events."""
-        result = bench_workflow(smoke, events, warmup_events)
+        """Executions/s over S3 events on the path real orders take, warm p50/p95, outcomes."""
+        if path not in PATHS:
+            raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+        data = data or default_data()
+        result = bench_workflow(smoke, events, warmup_events, data, path, seed)
+        args = ["--data", str(data), "--path", path, "--seed", str(seed)]
+        args += ["--events", str(result["events"])]
+        args += ["--warmup-events", str(result.get("warmup_events", 0))]
+        args += ["--smoke"] if smoke else []
+        timeout = 900 if smoke else 3600
+        # a second stack that fails is reported beside the figures already measured
+        for wanted, variant, ratio in (
+            (baseline, "stock", "ratio_vs_stock"),
+            (no_persistence, "no_persistence", "persistence_cost"),
+        ):
+            if not wanted:
+                continue
+            try:
+                other = result[variant] = second_stack(variant, args, timeout)
+            except BenchError as err:
+                result[variant], result[ratio] = {"error": str(err)}, None
+                continue
+            if variant == "stock":
+                result[ratio] = _ratio(result["executions_per_s"], other["executions_per_s"])
+            else:
+                mine, theirs = result["executions_per_s"], other["executions_per_s"]
+                result[ratio] = round(1 - mine / theirs, 3) if theirs else None
         if as_json:
             print(json.dumps(result, indent=2))
-            return
-        OUT.print(
-            f"latency (warm, {result['latency_runs']} runs): p50 {result['p50_ms']} ms, "
-            f"p95 {result['p95_ms']} ms (server-side p50 {result['server_p50_ms']} ms)"
-        )
-        if "warmup_events" in result:
-            OUT.print(
-                f"warm-up: {result['warmup_executions_per_s']} executions/s over "
-                f"{result['warmup_events']} events; unaccounted {result['warmup_unaccounted']}"
-            )
-        OUT.print(
-            f"throughput: {result['executions_per_s']} executions/s over "
-            f"{result['events']} events; unaccounted {result['unaccounted']}, "
-            f"statuses {result['statuses']}"
-        )
+        else:
+            _print(result)
+        if any("error" in result.get(v, {}) for v in VARIANTS):
+            raise typer.Exit(1)

@@ -205,8 +205,9 @@ def emulator_env() -> dict[str, str]:
         TMPDIR=str(tmp),  # not the system temp dir every instance shares
         LAMBDA_RUNTIME_EXECUTOR="scones",
         SCONES_EMULATOR_STATE=str(root / "lambda"),
-        # Service state saved here and loaded at start (the plugin's persistence.py)
-        SCONES_EMULATOR_PERSIST=str(persist_dir()),
+        # Service state saved here and loaded at start (the plugin's persistence.py); set to
+        # empty, none (`scones bench workflow --no-persistence` measures its cost that way)
+        SCONES_EMULATOR_PERSIST=os.environ.get("SCONES_EMULATOR_PERSIST", str(persist_dir())),
         EAGER_SERVICE_LOADING="1",  # pay service start-up in `scones up`, not on the first call
         # Internal calls (Step Functions -> Lambda, SNS, SQS) skip HTTP: ~35 % less CPU each run
         IN_MEMORY_CLIENT="1",

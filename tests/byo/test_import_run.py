@@ -412,18 +412,21 @@ def test_sns_task_with_a_topic_arn_as_resource_is_rejected_at_import(stack):
     assert clients("lambda").list_functions()["Functions"] == []
 
 
-def test_emulator_alone_would_accept_what_aws_rejects(stack):
-    """Why import checks itself: LocalStack runs a publish.sync Task that AWS refuses."""
+def test_emulator_refuses_what_aws_rejects_as_import_does(stack):
+    """LocalStack alone runs a publish.sync Task that AWS refuses; the emulator plugin's fidelity
+    patch refuses it with AWS's diagnostic, the same one import's own check gives."""
     sfn = byo.AccountClients("109876543211", REGION)("stepfunctions")
     definition = {"StartAt": "N", "States": {"N": {
         "Type": "Task", "Resource": "arn:aws:states:::sns:publish.sync", "End": True}}}  # fmt: skip
-    answer = sfn.validate_state_machine_definition(definition=json.dumps(definition))
-    assert answer["result"] == "OK"
-    assert byo.validate(definition) == [
+    diagnostic = (
         "SCHEMA_VALIDATION_FAILED: The resource provided arn:aws:states:::sns:publish.sync is "
         "not recognized. The value is not a valid resource ARN, or the resource is not available "
         "in this region. at /States/N/Resource"
-    ]
+    )
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(definition))
+    assert answer["result"] == "FAIL"
+    assert diagnostic in json.dumps(answer["diagnostics"])
+    assert byo.validate(definition) == [diagnostic]
 
 
 def test_every_arn_form_resolves_without_editing_the_definition(stack, confident):

@@ -1,6 +1,7 @@
 """Step Functions histories that the emulator plugin's fidelity patches bring in line with AWS."""
 
 import json
+import uuid
 
 import pytest
 
@@ -235,3 +236,49 @@ def test_distributed_map_within_its_tolerance_succeeds_without_the_failed_item(
         assert child["stopDate"] >= child["startDate"]
     only_failed = sfn.list_executions(mapRunArn=run_arn, statusFilter="FAILED")["executions"]
     assert [c["status"] for c in only_failed] == ["FAILED"]
+
+
+# ------------------------------ CreateStateMachine's checks ------------------------------
+BAD_DEFINITIONS = [
+    (
+        {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "classify", "End": True}}},
+        "SCHEMA_VALIDATION_FAILED: Value is not a valid resource ARN at /States/A/Resource",
+    ),
+    (
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}}},
+        "MISSING_TRANSITION_TARGET: Missing 'Next' target: Nowhere at /States/A/Next",
+    ),
+]
+
+
+@pytest.mark.parametrize(("definition", "diagnostic"), BAD_DEFINITIONS)
+def test_plain_boto3_create_state_machine_gets_aws_invalid_definition(
+    aws_client, definition, diagnostic
+):
+    sfn = aws_client("stepfunctions")
+
+    with pytest.raises(sfn.exceptions.InvalidDefinition) as raised:
+        sfn.create_state_machine(
+            name=f"bad-{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::000000000000:role/sfn",
+        )
+
+    error = raised.value.response["Error"]
+    assert error["Code"] == "InvalidDefinition"
+    assert error["Message"] == f"Invalid State Machine Definition: '{diagnostic}'"
+
+
+def test_update_state_machine_to_a_bad_definition_is_refused_and_changes_nothing(aws_client):
+    sfn = aws_client("stepfunctions")
+    good = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    arn = sfn.create_state_machine(
+        name=f"good-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(good),
+        roleArn="arn:aws:iam::000000000000:role/sfn",
+    )["stateMachineArn"]
+
+    with pytest.raises(sfn.exceptions.InvalidDefinition):
+        sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(BAD_DEFINITIONS[1][0]))
+
+    assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"]) == good

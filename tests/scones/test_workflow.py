@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scones import bench_workflow, config, deploy, stack, workflow
+from scones import config, deploy, stack, workflow
 
 pytestmark = pytest.mark.integration
 
@@ -596,14 +596,3 @@ def test_scones_run_before_deploy_says_what_to_do(emulator, monkeypatch):
 
     assert done.returncode == 1
     assert "scones deploy" in done.stderr
-
-
-@pytest.mark.slow
-def test_bench_workflow_smoke_accounts_for_every_event(deployed):
-    result = bench_workflow.bench_workflow(smoke=True)
-
-    print(json.dumps(result))
-    assert {"p50_ms", "p95_ms", "executions_per_s", "events", "unaccounted"} <= set(result)
-    assert result["unaccounted"] == 0 and result["duplicates"] == 0
-    assert result["terminal"] == result["events"]
-    assert result["warmup_events"] > 0 and result["warmup_unaccounted"] == 0

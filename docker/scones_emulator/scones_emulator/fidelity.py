@@ -49,8 +49,15 @@ Unlike the speedups these change what an execution records, so they always apply
    https://docs.aws.amazon.com/step-functions/latest/apireference/API_ListExecutions.html);
    LocalStack answers InternalError because its children are not executions.
 
+6. CreateStateMachine and UpdateStateMachine refuse, with ``InvalidDefinition`` and AWS's
+   message, what AWS refuses and LocalStack accepts (definitions.py: a Task ``Resource`` that is
+   no ARN, or an ARN AWS does not recognise; a ``Next``/``Default`` naming no state), so boto3,
+   awslocal and Terraform get AWS's answer, not only `scones import`. Then LocalStack's own
+   checks, unchanged.
+
 Each patch checks the source or behaviour of what it wraps and skips itself with a warning when
-LocalStack has changed it (LocalStack core 2026.3.0 and 4.9.2 are what scones installs).
+LocalStack has changed it (LocalStack core 2026.3.0 and 4.9.2 are what scones installs); all apply
+through patching.py (LocalStack's ``Patch``).
 """
 
 from __future__ import annotations
@@ -58,7 +65,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import importlib
-import inspect
 import io
 import json
 import logging
@@ -71,6 +77,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from scones_emulator import patching
+
 LOG = logging.getLogger(__name__)
 
 SFN = "localstack.services.stepfunctions"
@@ -80,25 +88,14 @@ _INVOKE = threading.local()  # ResponseMetadata of the last Lambda Invoke made o
 MAP = f"{STATE_EXECUTION}.state_map"
 
 
-def _parameters(function: Any) -> tuple[str, ...]:
-    try:
-        return tuple(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
-        return ()
-
-
-def _source_has(function: Any, *fragments: str) -> bool:
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return False
-    return all(fragment in source for fragment in fragments)
+_parameters = patching.parameters
+_source_has = patching.source_has
 
 
 def _patched(owner: Any, name: str, wrapper: Callable[..., Any], original: Any) -> None:
     wrapper.__scones_fidelity__ = True
     wrapper.__wrapped__ = original
-    setattr(owner, name, wrapper)
+    patching.apply(owner, name, wrapper)
 
 
 # ------------------------------ 1. direct Lambda ARN: the runtime's text ------------------
@@ -591,7 +588,7 @@ def install_integer_tolerated_percentage() -> bool:
         return original(INTEGER_PERCENTAGE.sub(r"\g<1>\g<2>.0", definition))
 
     _parse.__scones_fidelity__ = True
-    Parser.parse = staticmethod(_parse)
+    patching.apply(Parser, "parse", staticmethod(_parse))
     return True
 
 
@@ -648,10 +645,48 @@ def install_list_map_run_executions() -> bool:
     return True
 
 
+# ------------------------------ 6. CreateStateMachine's checks ------------------------------
+
+
+def _validate_like_aws(
+    original: Callable[..., Any], definition: str, static_analysers: Any
+) -> None:
+    from localstack.aws.api.stepfunctions import InvalidDefinition
+
+    from scones_emulator.definitions import _rejection, validate
+
+    try:
+        parsed = json.loads(definition)
+    except (TypeError, ValueError):
+        parsed = None  # LocalStack's parser says why, as before
+    problems = validate(parsed) if isinstance(parsed, dict) else []
+    if problems:  # AWS's words first: LocalStack refuses some of these in its own
+        raise InvalidDefinition(_rejection(problems))
+    original(definition, static_analysers)
+
+
+def install_definition_checks() -> bool:
+    """AWS's CreateStateMachine checks in ``_validate_definition`` (create, update, validate)."""
+    try:
+        Provider = importlib.import_module(f"{SFN}.provider").StepFunctionsProvider
+    except (ImportError, AttributeError) as err:
+        LOG.warning("fidelity: Step Functions provider moved (%s); definitions unchecked", err)
+        return False
+    return patching.guarded(
+        Provider,
+        "_validate_definition",
+        _validate_like_aws,
+        label="fidelity: CreateStateMachine checks",
+        params=("definition", "static_analysers"),
+        source=("static_analyser.analyse(definition)", "InvalidDefinition()"),
+    )
+
+
 def install() -> None:
     """Apply every fidelity patch whose target still looks as expected (idempotent)."""
     patches = (install_runtime_error_text, install_payload_path_failure,
                install_invoke_result_shape, install_map_tolerated_failures,
-               install_integer_tolerated_percentage, install_list_map_run_executions)  # fmt: skip
+               install_integer_tolerated_percentage, install_list_map_run_executions,
+               install_definition_checks)  # fmt: skip
     applied = [f.__name__ for f in patches if f()]
     LOG.debug("fidelity: applied %s", ", ".join(applied) or "nothing")

@@ -317,6 +317,9 @@ class Persistence:
         self.savers: dict[str, ServiceSaver] = {}
         self._executions_dirty: set[str] = set()
         self._executions_lock = threading.Lock()
+        # bodies known to be on disk, by identity: a save then stats and hashes only new
+        # objects instead of every object in every bucket (which grew with each upload)
+        self._saved_bodies: set[tuple] = set()
 
     # -- services --
     def service(self, name: str):
@@ -386,10 +389,15 @@ class Persistence:
     def _save_s3_bodies(self) -> None:
         """Each object's body to its own file, before the snapshot that names it."""
         backend = self.provider("s3")._storage_backend
-        written_dirs = set()
+        written_dirs, pending, live = set(), set(), set()
         for bucket, obj in self._s3_objects():
+            ident = (bucket, obj.key, obj.version_id, obj.internal_last_modified, obj.etag)
+            live.add(ident)
+            if ident in self._saved_bodies:
+                continue
             path = self.body_path(bucket, obj)
             if path.exists():
+                self._saved_bodies.add(ident)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
@@ -405,8 +413,12 @@ class Persistence:
                 continue
             os.replace(tmp, path)
             written_dirs.add(path.parent)
+            pending.add(ident)
         for directory in written_dirs:
             fsync_dir(directory)
+        self._saved_bodies |= pending  # on disk only once its directory is synced
+        if len(self._saved_bodies) > 2 * len(live) + 1000:  # forget deleted objects
+            self._saved_bodies &= live
 
     def mark_execution(self, arn: str) -> None:
         with self._executions_lock:
