@@ -21,7 +21,6 @@ what LocalStack accepts but AWS rejects is refused here with AWS's message (see 
 from __future__ import annotations
 
 import ast
-import io
 import json
 import logging
 import os
@@ -32,7 +31,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -41,16 +39,23 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, SconesError, config
-from scones.deploy import wait_function_ready
+from scones import SconesError, config, imported, stack
+from scones.aws import (
+    AccountClients,
+    AwsError,
+    deterministic_zip,
+    ensure_bucket,
+    error_code,
+    wait_function_ready,
+)
+from scones.dataset import is_staged
+from scones.executions import history, wait_for_end
+from scones.stage import StageError, dataset_or_default, stage, upload_folder
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True, soft_wrap=True)  # long ARNs and names stay on one line
 STDOUT = Console(soft_wrap=True, highlight=False)
 
-SHARED_DATASET = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same code gives the same CodeSha256
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 SHORTEN_OVER = 80  # characters: longer base64 strings are shown as their start plus a length
 # Modules every AWS Python runtime has besides the standard library.
 RUNTIME_MODULES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six",
@@ -644,27 +649,11 @@ def check_services(uses: list[ServiceUse]) -> list[str]:
     return needed
 
 
-def _services_file() -> Path:
-    return config.STATE_DIR / "byo" / "services.json"
-
-
-def imported_services() -> list[str]:
-    """Services imported projects need besides SCONES_EMULATOR_SERVICES (the stack starts them)."""
-    try:
-        return list(json.loads(_services_file().read_text()))
-    except (OSError, ValueError):
-        return []
-
-
 def enable_services(clients: AccountClients, services: list[str]) -> list[str]:
     """Record ``services`` for every later start, and start the ones the running emulator has not
     loaded yet (it loads a service on its first request); returns those newly enabled."""
     base = set(config.EMULATOR_SERVICES.split(","))
-    known = imported_services()
-    new = [s for s in services if s not in base and s not in known]
-    if new:
-        _services_file().parent.mkdir(parents=True, exist_ok=True)
-        _services_file().write_text(json.dumps(known + new, indent=1))
+    new = imported.add_services([s for s in services if s not in base])
     for service in services:
         probe = SERVICE_PROBES.get(service)
         if probe is None:
@@ -751,54 +740,14 @@ def dataset_prefix(key: str) -> str | None:
 # ------------------------------ Emulator access ------------------------------
 
 
-class AccountClients:
-    """boto3 clients for one account and region of the emulator (a 12-digit key id = account)."""
-
-    def __init__(self, account: str, region: str) -> None:
-        import boto3
-        from botocore.config import Config
-
-        if config.TARGET != "local":
-            raise ByoError(
-                "scones import/execute run a project on the local emulator; unset SCONES_TARGET "
-                "(on AWS your project already runs where it is)"
-            )
-        self.account, self.region = account, region
-        self.endpoint = os.environ.get("AWS_ENDPOINT_URL") or config.emulator_url()
-        self._session = boto3.session.Session(
-            aws_access_key_id=account, aws_secret_access_key="test", region_name=region
+def account_clients(account: str, region: str) -> AccountClients:
+    """The emulator's clients for the account and region a project's ARNs name."""
+    if config.TARGET != "local":
+        raise ByoError(
+            "scones import/execute run a project on the local emulator; unset SCONES_TARGET "
+            "(on AWS your project already runs where it is)"
         )
-        self._config = Config(
-            retries={"max_attempts": 3, "mode": "standard"},
-            read_timeout=120,
-            max_pool_connections=32,  # staging uploads with 16 threads
-        )
-        self._clients: dict[str, object] = {}
-
-    def __call__(self, service: str):
-        if service not in self._clients:
-            self._clients[service] = self._session.client(
-                service, endpoint_url=self.endpoint, config=self._config
-            )
-        return self._clients[service]
-
-    def check(self) -> None:
-        """The emulator answers, and answers as the user's account (per-account state works)."""
-        try:
-            who = self("sts").get_caller_identity()
-        except Exception as err:  # connection refused, emulator starting
-            raise ByoError(
-                f"cannot reach the emulator at {self.endpoint} ({err}); start it with `scones up`"
-            ) from err
-        if who.get("Account") != self.account:
-            raise ByoError(
-                f"the emulator at {self.endpoint} answers as account {who.get('Account')}, not "
-                f"{self.account}; it must map 12-digit access key ids to accounts (LocalStack does)"
-            )
-
-
-def _code(err: Exception) -> str:
-    return getattr(err, "response", {}).get("Error", {}).get("Code", "")
+    return AccountClients(account, region)
 
 
 # ------------------------------ Model server: endpoint names ------------------------------
@@ -813,18 +762,6 @@ def served_endpoints() -> list[str] | None:
         return None
 
 
-def _alias_file() -> Path:
-    return config.STATE_DIR / "byo" / "endpoint-aliases.json"
-
-
-def imported_endpoint_names() -> list[str]:
-    """Every endpoint name imported projects use (kept so a restarted server still answers)."""
-    try:
-        return list(json.loads(_alias_file().read_text()))
-    except (OSError, ValueError):
-        return []
-
-
 def ensure_endpoints(names: list[str]) -> tuple[str, list[str]]:
     """Make the model server answer to ``names`` too; returns (what was done, warnings).
 
@@ -835,11 +772,7 @@ def ensure_endpoints(names: list[str]) -> tuple[str, list[str]]:
     warnings: list[str] = []
     if not names:
         return "no endpoint names in the sources or events", warnings
-    from scones import stack
-
-    known = list(dict.fromkeys([*imported_endpoint_names(), *names]))
-    _alias_file().parent.mkdir(parents=True, exist_ok=True)
-    _alias_file().write_text(json.dumps(known, indent=1))
+    known = imported.add_endpoint_names(names)
     served = served_endpoints()
     if served is not None and all(n in served for n in names):
         return f"model server at {config.model_url()} already answers {', '.join(names)}", warnings
@@ -948,13 +881,7 @@ def load_record(name: str) -> dict:
 
 def zip_function(source: FunctionSource) -> bytes:
     """The function's file as a one-file zip under its module name, byte-identical per content."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo(f"{source.module}.py", date_time=ZIP_DATE)
-        info.external_attr = 0o644 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, source.path.read_bytes())
-    return buffer.getvalue()
+    return deterministic_zip(f"{source.module}.py", source.path.read_bytes())
 
 
 def import_project(
@@ -985,7 +912,7 @@ def import_project(
     :param environment: extra variables for every function.
     :param account: default: the account the definition's ARNs name, else SCONES_ACCOUNT_ID.
     :param region: default: the region the definition's ARNs name, else SCONES_REGION.
-    :param dataset: a staged folder (train.lst, test.lst, PNGs); default the shared CIFAR pair.
+    :param dataset: a staged folder (train.lst, test.lst, PNGs); default `scones stage`'s.
     :param endpoints: endpoint names to serve besides those found in the sources and events.
     """
     began = time.monotonic()
@@ -1060,7 +987,7 @@ def import_project(
         use for path in {s.path for s in mapped.values()} for use in source_services(path)
     ]
     services = check_services(service_uses)  # before anything is deployed
-    clients = AccountClients(account, region)
+    clients = account_clients(account, region)
     clients.check()
     result = ImportResult(name, account, region, "", text, warnings=warnings)
     result.services = services
@@ -1081,7 +1008,7 @@ def import_project(
             where = (
                 clients
                 if (fn_account, fn_region) == (account, region)
-                else AccountClients(fn_account, fn_region)
+                else account_clients(fn_account, fn_region)
             )
             arns.append(
                 _deploy_function(
@@ -1124,10 +1051,10 @@ def _deploy_state_machine(clients: AccountClients, name: str, text: str, role: s
         sfn.update_state_machine(stateMachineArn=arn, definition=text, roleArn=role)
         return arn
     except Exception as err:
-        if _code(err) in ("InvalidDefinition", "ValidationException"):
+        if error_code(err) in ("InvalidDefinition", "ValidationException"):
             message = getattr(err, "response", {}).get("Error", {}).get("Message", str(err))
             raise DefinitionRejected(
-                f"the emulator refused the definition ({_code(err)}): {message}", [message]
+                f"the emulator refused the definition ({error_code(err)}): {message}", [message]
             ) from err
         raise
 
@@ -1205,14 +1132,12 @@ def stage_for_event(
     clients: AccountClients, event: object, dataset: Path | None, warnings: list[str]
 ) -> list[dict]:
     """Create each bucket the event names and put the staged dataset under the key's prefix."""
-    from scones import stage as staging
-
     done = []
     s3 = clients("s3")
     wanted: dict[tuple[str, str], list[str]] = {}
     for ref in object_refs(event):
         prefix = dataset_prefix(ref.key)
-        _ensure_bucket(s3, ref.bucket, clients.region)
+        ensure_bucket(s3, ref.bucket, clients.region)
         if prefix is None:
             if not _exists(s3, ref.bucket, ref.key):
                 warnings.append(
@@ -1227,7 +1152,7 @@ def stage_for_event(
             done.append({"bucket": bucket, "prefix": prefix, "uploaded": 0, "present": True})
             continue
         folder = folder or staged_dataset(dataset)
-        result = staging.upload_folder(folder, bucket, prefix, s3=s3)
+        result = upload_folder(folder, bucket, prefix, s3=s3)
         done.append(
             {"bucket": bucket, "prefix": prefix, "uploaded": result.uploaded, "present": False}
         )
@@ -1238,11 +1163,8 @@ def stage_for_event(
 
 
 def staged_dataset(dataset: Path | None) -> Path:
-    """A staged folder (stage.json marker) of ``dataset`` (default: the shared CIFAR-100 pair)."""
-    from scones import stage as staging
-    from scones.dataset import is_staged
-
-    source = Path(dataset) if dataset else SHARED_DATASET
+    """A staged folder (stage.json marker) of ``dataset`` (default: `scones stage`'s)."""
+    source = dataset_or_default(dataset, "--dataset")
     if is_staged(source):
         return source
     if not (source / "test.lst").exists():
@@ -1253,21 +1175,8 @@ def staged_dataset(dataset: Path | None) -> Path:
     out = config.STATE_DIR / "byo" / "datasets" / re.sub(r"\W", "-", str(source.resolve()))[-60:]
     if is_staged(out):
         return out
-    summary = staging.stage(source=source, upload=False, out=out)
+    summary = stage(source=source, upload=False, out=out)
     return Path(summary.out)
-
-
-def _ensure_bucket(s3, bucket: str, region: str) -> None:  # noqa: ANN001
-    try:
-        s3.head_bucket(Bucket=bucket)
-        return
-    except Exception as err:
-        if _code(err) not in ("404", "NoSuchBucket", "NotFound"):
-            raise ByoError(f"cannot use bucket {bucket}: {err}") from err
-    kwargs = {}
-    if region != "us-east-1":  # us-east-1 refuses an explicit LocationConstraint
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(Bucket=bucket, **kwargs)
 
 
 def _exists(s3, bucket: str, key: str) -> bool:  # noqa: ANN001
@@ -1275,7 +1184,7 @@ def _exists(s3, bucket: str, key: str) -> bool:  # noqa: ANN001
         s3.head_object(Bucket=bucket, Key=key)
         return True
     except Exception as err:
-        if _code(err) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(err) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise
 
@@ -1321,7 +1230,7 @@ def execute(
     """Start an imported state machine with ``event`` and wait for the end of the execution."""
     record = load_record(name)
     account, region = account or record["account"], region or record["region"]
-    clients = AccountClients(account, region)
+    clients = account_clients(account, region)
     clients.check()
     payload = event if isinstance(event, dict) else _read_event(event)
     warnings: list[str] = []
@@ -1333,7 +1242,7 @@ def execute(
     if object_refs(payload):
         try:
             stage_for_event(clients, payload, dataset, warnings)
-        except ByoError as err:
+        except (ByoError, StageError, AwsError) as err:  # the run may still work: say, go on
             warnings.append(str(err))
     for warning in warnings:
         LOG.warning("%s", warning)
@@ -1346,24 +1255,9 @@ def execute(
         )["executionArn"]
     except sfn.exceptions.StateMachineDoesNotExist as err:
         raise NotImported(f"{arn} does not exist (emulator restarted?); import it again") from err
-    deadline = began + (timeout or config.RUN_TIMEOUT)
-    delay = 0.05
-    while (described := sfn.describe_execution(executionArn=execution_arn))[
-        "status"
-    ] not in TERMINAL:
-        if time.monotonic() > deadline:
-            raise ByoError(
-                f"{execution_arn} still {described['status']} after "
-                f"{timeout or config.RUN_TIMEOUT:.0f} s (SCONES_RUN_TIMEOUT)"
-            )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+    described = wait_for_end(sfn, execution_arn, timeout or config.RUN_TIMEOUT, max_poll_s=0.5)
     seconds = round(time.monotonic() - began, 3)
-    events = []
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        events += page["events"]
-    described.pop("ResponseMetadata", None)
-    return Execution(described, events, seconds)
+    return Execution(described, history(sfn, execution_arn), seconds)
 
 
 # ------------------------------ Console-like rendering ------------------------------
@@ -1576,7 +1470,9 @@ def register(app: typer.Typer) -> None:
             None, help="Lambda timeout, s (default SCONES_LAMBDA_TIMEOUT)."
         ),
         memory: int = typer.Option(None, help="Lambda memory, MB (default SCONES_LAMBDA_MEMORY)."),
-        dataset: Path = typer.Option(None, help="Staged dataset folder (default: ../shared)."),
+        dataset: Path = typer.Option(
+            None, help="Staged dataset folder (default: what `scones stage` wrote)."
+        ),
         endpoint: list[str] = typer.Option(
             None, "--endpoint", help="An endpoint name to serve that code and events do not show."
         ),

@@ -1,5 +1,6 @@
 """The `scones` command line: one sub-command per verb, each defined beside the code it drives."""
 
+import importlib.metadata
 import logging
 
 import typer
@@ -8,6 +9,8 @@ from rich.markup import escape
 
 from scones import (
     SconesError,
+    StackDown,
+    UsageError,
     bench_workflow,
     byo,
     config,
@@ -27,8 +30,17 @@ from scones import (
     workflow,
 )
 
+# The exit codes, in one place (the epilog of `scones --help` says the same).
+EXIT_OK, EXIT_SAID_NO, EXIT_USAGE, EXIT_STACK_DOWN = 0, 1, 2, 3
+EPILOG = (
+    "Exit codes: 0 success; 1 the workflow said no (an execution FAILED or went to review) or the"
+    " work could not be done; 2 a usage or configuration error; 3 the stack is down (emulator,"
+    " model server or AWS unreachable)."
+)
+
 app = typer.Typer(
     help="Scones Unlimited: run the vehicle-classification workflow offline and on AWS.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,8 +48,19 @@ app = typer.Typer(
 ERR = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"scones {importlib.metadata.version('scones')}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug output.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug output."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Scones Unlimited: run the vehicle-classification workflow offline and on AWS."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
     config.apply_target_env()
@@ -69,15 +92,21 @@ for _module in (bench_workflow, containers, endpoint, faults, model, stack):
     _module.register_bench(bench)
 
 
+def exit_code(err: SconesError) -> int:
+    """The exit code of a named error: 3 stack down, 2 usage or a bad setting, else 1."""
+    if isinstance(err, StackDown):
+        return EXIT_STACK_DOWN
+    if isinstance(err, config.ConfigError | UsageError):  # like a bad option: nothing started
+        return EXIT_USAGE
+    return EXIT_SAID_NO
+
+
 def run() -> None:
-    """Entry point: named errors print one line and exit 1 (a bad setting: 2), never a traceback."""
+    """Entry point: named errors print one line and exit with exit_code(), never a traceback."""
     try:
         app()
-    except config.ConfigError as err:  # like a bad option: the command never started
-        ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
-        raise SystemExit(2) from None
     except SconesError as err:
         ERR.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
-        raise SystemExit(1) from None
+        raise SystemExit(exit_code(err)) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, config, workflow
 
 OUT = Console()
 BUILD_TIMEOUT_S = 1800  # a cold build installs LocalStack and onnxruntime from PyPI
@@ -74,8 +74,6 @@ def bench_compose(data_dir: Path | None, runs: int = 20, cold: bool = True) -> d
     Runs as its own compose project on this process's host ports (SCONES_EMULATOR_PORT, ...);
     ``data_dir`` is mounted as SCONES_DATA_DIR (None: the deployer downloads CIFAR-100).
     """
-    from scones import workflow
-
     project = f"scones-bench-{config.EMULATOR_PORT}"
     env = compose_env(data_dir)
     figures: dict = {"build_s": {}}

@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from scones import PROJECT_ROOT, SconesError, config
+from scones.stage import default_dataset
 
 OUT = Console()
 ERR = Console(stderr=True)
-TEST_IMAGES = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones" / "test"
 SERVER_START_TIMEOUT = 90.0  # seconds for a server under test to answer /ping
 WARMUP_REQUESTS = 300  # per phase, not measured: TorchScript profiles its first ~200 calls
 WARMUP_SECONDS = {False: 10.0, True: 3.0}  # bound on the warm-up, full run vs --smoke
@@ -285,15 +285,17 @@ def _synthetic_pngs(count: int = 64) -> list[bytes]:
     return images
 
 
-def load_payloads(folder: Path = TEST_IMAGES) -> tuple[list[bytes], str]:
-    """The benchmark's request bodies: the real test images, else synthetic PNGs."""
+def load_payloads(data: Path | None = None) -> tuple[list[bytes], str]:
+    """The benchmark's request bodies: a staged dataset's test images (default: `scones stage`'s),
+    else synthetic PNGs."""
+    folder = Path(data or default_dataset()) / "test"
     files = sorted(folder.glob("*.png")) if folder.is_dir() else []
     if files:
         return [f.read_bytes() for f in files], str(folder)
     return _synthetic_pngs(), "synthetic 32x32 PNGs (real test images not found)"
 
 
-def run_benchmark(model: Path, smoke: bool) -> dict:
+def run_benchmark(model: Path, smoke: bool, data: Path | None = None) -> dict:
     """Our server vs the PyTorch baseline on the same images; returns the figures."""
     from local_model.baseline import has_torch_model
     from local_model.serve import read_model_json
@@ -304,7 +306,7 @@ def run_benchmark(model: Path, smoke: bool) -> dict:
             f"no model.pt2 or model.pt in {model}: the baseline runs the PyTorch twin of "
             "model.onnx (torch.export.save, torch.jit.save or torch.save(model))"
         )
-    payloads, source = load_payloads()
+    payloads, source = load_payloads(data)
     logs = Path(tempfile.mkdtemp(prefix="scones-bench-"))
     ours = _measure(
         "local_model.serve",
@@ -365,12 +367,17 @@ def bench_endpoint(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     smoke: bool = typer.Option(False, "--smoke", help="Short run (< 60 s) for CI."),
+    data: Path = typer.Option(
+        None,
+        help="Staged dataset whose test images are the requests (default: what `scones stage`"
+        " wrote; synthetic PNGs when there is none).",
+    ),
 ) -> None:
     """Throughput and latency of our endpoint vs a plain FastAPI + PyTorch server."""
     model_dir = Path(model or config.MODEL_DIR).expanduser().resolve()
     if not as_json:
         ERR.print(f"benchmarking {model_dir} ({'smoke' if smoke else 'full'} run)...")
-    result = run_benchmark(model_dir, smoke)
+    result = run_benchmark(model_dir, smoke, data)
     if as_json:
         print(json.dumps(result))
         return

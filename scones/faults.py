@@ -30,8 +30,10 @@ import typer
 from rich.console import Console
 
 from scones import config, recovery, stack
+from scones.deploy import class_names
+from scones.executions import REVIEW_ERROR, TERMINAL, list_executions
 from scones.load import LoadRun, bad_samples, new_run_id, plan, staged_images
-from scones.report import REVIEW_ERROR, TERMINAL, clients
+from scones.report import clients, image_machine_arn
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -127,8 +129,6 @@ def inject(fault: str, outage_s: float) -> tuple[float, str, int]:
 
 def final_outcomes(c, machine: str, prefix: str, names: list[str]) -> dict[str, str | None]:
     """Each order's final outcome, following redrives: succeeded, reviewed, bad_input, infra."""
-    from scones.report import list_executions
-
     by_name = {e["name"]: e for e in list_executions(c, machine, prefix)}
     outcomes: dict[str, str | None] = {}
     for name in names:
@@ -159,9 +159,6 @@ def run_fault(
     c, fault: str, rate: float, duration: float, outage_s: float, seed: int = 0
 ) -> FaultResult:
     """One stream with one fault a quarter in; every order accounted for at the end."""
-    from scones.deploy import class_names
-    from scones.report import image_machine_arn
-
     count = max(4, round(rate * duration))
     good = staged_images(c)
     bad = bad_samples(c, class_names())

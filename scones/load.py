@@ -25,15 +25,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scones import SconesError, config
-from scones.report import (
-    REVIEW_ERROR,
+from scones.aws import Clients
+from scones.deploy import class_names
+from scones.executions import (
     TERMINAL,
-    UNKNOWN_ERROR,
+    ExecutionEnd,
     execution_arn,
-    ground_truth,
-    image_machine_arn,
+    image_input,
     list_executions,
+    outcome_of,
 )
+from scones.report import ground_truth, image_machine_arn
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -207,15 +209,14 @@ class Tracked:
 
     @property
     def outcome(self) -> str:
+        """executions.outcome_of's, with a load run's words: not started = failed, not ended =
+        unaccounted, review = reviewed."""
         if self.start_error:
             return "failed"
         if self.status not in TERMINAL:
             return "unaccounted"
-        if self.status == "SUCCEEDED":
-            return "succeeded"
-        if self.error == UNKNOWN_ERROR:
-            return "not_a_two_wheeler"
-        return "reviewed" if self.error == REVIEW_ERROR else "failed"
+        outcome = outcome_of(self.status, self.error)
+        return "reviewed" if outcome == "review" else outcome
 
 
 @dataclass
@@ -279,8 +280,6 @@ class LoadRun:
         threads: int = START_THREADS,
         bucket: str | None = None,
     ) -> None:
-        from scones.workflow import image_input
-
         self.c = c
         self.machine = image_machine_arn(c)
         self.bucket = bucket or config.BUCKET
@@ -345,10 +344,8 @@ class LoadRun:
         except Exception as err:  # a lost execution stays unaccounted
             LOG.warning("cannot describe %s: %s", t.arn, err)
             return
-        t.status, t.error = d["status"], d.get("error")
-        if t.status == "SUCCEEDED":
-            output = json.loads(d.get("output") or "{}")
-            t.label, t.confidence = output.get("label"), output.get("confidence")
+        end = ExecutionEnd.from_described(d)
+        t.status, t.error, t.label, t.confidence = end.status, end.error, end.label, end.confidence
 
     def poll(self, prefix: str) -> None:
         """One round: ours not RUNNING any more get described once (ListExecutions is cheap)."""
@@ -440,15 +437,11 @@ def run_load(
     c=None,
 ) -> LoadSummary:
     """Send ``count`` executions (at ``rate`` per second, or all at once) and account for them."""
-    from scones.deploy import class_names
-
     if not 0 <= bad_share <= 1:
         raise LoadError(f"--bad-share must be between 0 and 1, got {bad_share}")
     if not 1 <= count <= MAX_EXECUTIONS:
         raise LoadError(f"a run sends 1 to {MAX_EXECUTIONS} executions, not {count}")
-    from scones.report import clients
-
-    c = c or clients()
+    c = c or Clients()
     began = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
     good = staged_images(c, dataset, split)

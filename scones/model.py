@@ -12,13 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scones import PROJECT_ROOT, SconesError, config, sagemaker_local
+from scones import SconesError, config, sagemaker_local
+from scones.stage import dataset_or_default
 
 OUT = Console()
 ERR = Console(stderr=True)
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"
-# Real photos of other vehicles, one sub-folder per kind: for evaluation and thresholds only
-OTHER_VEHICLES = PROJECT_ROOT.parent / "shared" / "data" / "other-vehicles"
 # The issue's targets, printed beside the figures (benchmarks print, they never fail).
 TARGETS = {
     "accuracy": (">=", 0.97),
@@ -37,14 +35,11 @@ class ModelCommandError(SconesError):
     """Training, evaluation or the model benchmark was given something it cannot use."""
 
 
-def _default_data() -> Path:
-    return SHARED_DATA
-
-
 # ------------------------------ scones train ------------------------------
 def train(
     data: str = typer.Option(
-        None, help="Staged dataset folder or s3://bucket/prefix (default: ../shared cifar100)."
+        None,
+        help="Staged dataset folder or s3://bucket/prefix (default: what `scones stage` wrote).",
     ),
     out: Path = typer.Option(
         None, help="Output model dir (model.onnx + model.json); default SCONES_MODEL_DIR."
@@ -129,11 +124,12 @@ def train(
             "--export-pytorch writes model.pt2 beside a trained model; --cv writes no model"
             " (it trains one per fold to measure the recipe). Drop one of the two options."
         )
+    data = data or str(dataset_or_default(None))  # a str: Path() would mangle s3://
     if cv:
-        result = run_training(str(data or _default_data()), out, overrides, arch, quiet, cv=cv)
+        result = run_training(data, out, overrides, arch, quiet, cv=cv)
         print_cross_validation(result)
         return
-    meta = run_training(str(data or _default_data()), out, overrides, arch, quiet, export_pytorch)
+    meta = run_training(data, out, overrides, arch, quiet, export_pytorch)
     val = meta["metrics"]["validation"]
     OUT.print(
         f"[green]saved[/green] {out}/model.onnx  classes={meta['classes']}  "
@@ -217,7 +213,9 @@ def print_cross_validation(result: dict) -> None:
 
 # ------------------------------ scones evaluate ------------------------------
 def evaluate(
-    data: Path = typer.Option(None, help="Staged dataset or class-folder tree (default: shared)."),
+    data: Path = typer.Option(
+        None, help="Staged dataset or class-folder tree (default: `scones stage`'s)."
+    ),
     model: Path = typer.Option(None, help="Model dir; default SCONES_MODEL_DIR."),
     split: str = typer.Option("test", help="Split of a staged dataset."),
     threshold: float = typer.Option(None, help="Confidence filter; SCONES_CONFIDENCE_THRESHOLD."),
@@ -235,7 +233,7 @@ def evaluate(
     threshold = config.CONFIDENCE_THRESHOLD if threshold is None else threshold
     try:
         result = ev.evaluate(
-            model or config.MODEL_DIR, data or _default_data(), split, threshold, ood_data
+            model or config.MODEL_DIR, dataset_or_default(data), split, threshold, ood_data
         )
     except ev.EvaluationError as err:
         raise ModelCommandError(str(err)) from err
@@ -287,13 +285,11 @@ def run_benchmark(
 ) -> dict:
     """Train (full: the default recipe; smoke: tiny), evaluate on test, photos, OOD, latency.
 
-    ood_data: the development set of other-vehicle photos (default ../shared's, when present).
+    ood_data: the development set of other-vehicle photos; without it those figures are None.
     """
     from local_model import evaluate as ev
 
-    data = Path(data or _default_data())
-    if ood_data is None and OTHER_VEHICLES.is_dir():
-        ood_data = OTHER_VEHICLES
+    data = dataset_or_default(data)
     if not (data / "test.lst").is_file():
         raise ModelCommandError(f"no staged dataset at {data}; the model benchmark needs it")
     work = Path(tempfile.mkdtemp(prefix="scones-bench-model-"))
@@ -350,10 +346,11 @@ def bench_model(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     smoke: bool = typer.Option(False, "--smoke", help="Tiny training run (< 2 min) for CI."),
     model: Path = typer.Option(None, help="Model evaluated in --smoke mode (default model)."),
-    data: Path = typer.Option(None, help="Staged dataset (default: ../shared cifar100)."),
+    data: Path = typer.Option(None, help="Staged dataset (default: what `scones stage` wrote)."),
     ood_data: Path = typer.Option(
         None,
-        help="Other-vehicle photos, a sub-folder per kind (default: ../shared other-vehicles).",
+        help="Other-vehicle photos, a sub-folder per kind (default: none; those figures are"
+        " skipped).",
     ),
 ) -> None:
     """Train and measure the model against the issue's targets (prints figures, never fails)."""
@@ -396,6 +393,8 @@ def bench_model(
         table.add_row(name, fmt.format(value), target)
     OUT.print(table)
     OUT.print(f"evaluated: {result['evaluated_model']}; OOD set: {result['ood_kind']}")
+    if result["ood_pass_rate_dev"] is None:
+        OUT.print("other-vehicle figures skipped: pass --ood-data FOLDER (a sub-folder per kind)")
     if "reproduces_default_model" in result:
         same = result["reproduces_default_model"]
         OUT.print(f"model.onnx {'identical to' if same else 'DIFFERS from'} the default model's")

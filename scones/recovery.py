@@ -25,7 +25,8 @@ import typer
 from rich.console import Console
 
 from scones import config
-from scones.report import clients, execution_arn, image_machine_arn, list_executions
+from scones.executions import execution_arn, image_input, list_executions
+from scones.report import clients, image_machine_arn
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -187,8 +188,6 @@ def _key_of(text: str) -> str | None:
 
 def reconcile(c=None) -> RecoveryResult:
     """After a restart: executions cut short run again; uploads no execution read start now."""
-    from scones.workflow import image_input
-
     c = c or clients()
     machine = image_machine_arn(c)
     result = RecoveryResult()

@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, StackDown, config, deploy, imported, recovery
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -183,12 +183,10 @@ def emulator_env() -> dict[str, str]:
     shutil.rmtree(tmp, ignore_errors=True)  # per-run scratch (S3 object files); the cache is kept
     for sub in ("fs", "tmp", "lambda"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    from scones import byo  # services imported projects use outlive a restart
-
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))
     }
-    services = dict.fromkeys([*config.EMULATOR_SERVICES.split(","), *byo.imported_services()])
+    services = dict.fromkeys([*config.EMULATOR_SERVICES.split(","), *imported.services()])
     env.update(
         OVERRIDE_IN_DOCKER="0",  # this box has /.dockerenv, but LocalStack runs on the host
         GATEWAY_SERVER="hypercorn",  # the default server binds 0.0.0.0
@@ -233,11 +231,9 @@ def _command(component: Component) -> tuple[list[str], dict[str, str]]:
     if component.name == "emulator":
         python = config.EMULATOR_VENV / "bin" / "python"
         return [str(python), "-m", "localstack.runtime.main"], emulator_env()
-    from scones import byo  # endpoint names of imported projects outlive a server restart
-
     env = dict(os.environ)
     env.setdefault("AWS_ENDPOINT_URL", config.emulator_url())
-    aliases = dict.fromkeys([*config.ENDPOINT_ALIASES, *byo.imported_endpoint_names()])
+    aliases = dict.fromkeys([*config.ENDPOINT_ALIASES, *imported.endpoint_names()])
     env["SCONES_ENDPOINT_ALIASES"] = ",".join(aliases)
     # The stack's endpoint captures, as the course's did; plain `scones serve` does not.
     env.setdefault("SCONES_CAPTURE_ENABLED", "1")
@@ -450,13 +446,9 @@ def register(app: typer.Typer) -> None:
         timings = up(only)
         OUT.print(f"stack up in {sum(timings.values()):.1f} s")
         if not only and not no_deploy:
-            from scones import deploy  # the stack is usable right away: Lambdas, state machines
-
             with OUT.status("deploying the workflow ..."):
                 result = deploy.deploy()
             OUT.print(f"[green]✓[/green] workflow deployed ({len(result.changed)} changes)")
-            from scones import recovery  # orders cut short by the last stop run again
-
             with OUT.status("reconciling uploads and interrupted executions ..."):
                 done = recovery.reconcile()
             if done.redriven or done.started:
@@ -486,7 +478,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("status")
     def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """Each component's pid, url and health."""
+        """Each component's pid, url and health; exit code 3 when one is down."""
         rows = status()
         if as_json:
             print(json.dumps({r.name: asdict(r) for r in rows}, indent=2))
@@ -494,8 +486,9 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             mark = "[green]healthy[/green]" if r.healthy else "[red]down[/red]"
             OUT.print(f"{r.name:10} {mark:24} pid={r.pid} {r.url}")
-        if not all(r.healthy for r in rows):
-            raise typer.Exit(1)
+        down = [r.name for r in rows if not r.healthy]
+        if down:
+            raise StackDown(f"down: {', '.join(down)}; start the stack with `scones up`")
 
 
 # ------------------------------ Benchmark ------------------------------

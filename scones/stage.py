@@ -35,7 +35,8 @@ from rich.progress import (
 from rich.table import Table
 
 from local_model.lst import LstEntry, format_lst
-from scones import PROJECT_ROOT, SconesError, config
+from scones import SconesError, UsageError, aws, config
+from scones.aws import BucketError, ensure_bucket
 from scones.dataset import (
     CIFAR100_FINE_NAMES,
     CLASSES_FILE,
@@ -78,7 +79,6 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 ERR = Console(stderr=True)
 
-SHARED_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"  # suggested when offline
 SEED = 0  # validation split: fixed, so re-staging picks the same images
 CHUNK_BYTES = 1 << 20  # download read size; 1 MiB keeps the progress bar smooth at 160 MB
 HTTP_TIMEOUT = 30.0  # seconds without a byte before a download counts as interrupted
@@ -103,12 +103,12 @@ class DownloadInterrupted(StageError):
     """A download stopped before its end; the partial file is kept for a resume."""
 
 
-class BucketError(StageError):
-    """The bucket cannot be reached or created."""
-
-
 class UploadError(StageError):
     """Some objects could not be uploaded."""
+
+
+class NoStagedDataset(StageError, UsageError):
+    """A command needs a dataset, none was given and `scones stage` has not written one."""
 
 
 # ------------------------------ Summary ------------------------------
@@ -277,6 +277,27 @@ def dataset_name(names: Sequence[str]) -> str:
     return f"{len(names)}-classes-{digest}"
 
 
+def default_dataset(classes: Sequence[str] = DEFAULT_CLASSES) -> Path:
+    """Where `scones stage` writes these classes by default: <STATE_DIR>/datasets/<name>."""
+    return config.STATE_DIR / "datasets" / dataset_name(classes)
+
+
+def dataset_or_default(data: str | Path | None, option: str = "--data") -> Path:
+    """``data`` as given, else the default staged dataset; NoStagedDataset when there is none.
+
+    The CLI's data options default here, never to a copy beside the repository.
+    """
+    if data:
+        return Path(data)
+    folder = default_dataset()
+    if not is_staged(folder):
+        raise NoStagedDataset(
+            f"no dataset given and none staged at {folder}; run `scones stage` (add --source PATH "
+            f"offline) or pass {option} FOLDER"
+        )
+    return folder
+
+
 def normalize_prefix(prefix: str) -> str:
     """`a/b` -> `a/b/`; `` and `/` -> `` (bucket root)."""
     prefix = prefix.strip("/")
@@ -354,10 +375,7 @@ def fetch(
 
 
 def _offline_hint() -> str:
-    if SHARED_COPY.is_dir():  # relative when run inside the repo, as the README shows it
-        inside = Path.cwd().resolve().is_relative_to(PROJECT_ROOT)
-        return os.path.relpath(SHARED_COPY) if inside else str(SHARED_COPY)
-    return "cifar-100-python.tar.gz"
+    return "cifar-100-python.tar.gz, its extracted folder or a staged folder"
 
 
 def _download_once(url: str, part: Path, progress: bool) -> None:
@@ -556,58 +574,8 @@ def _commit(tmp: Path, out: Path) -> None:
 
 
 def s3_client(workers: int = UPLOAD_WORKERS):  # noqa: ANN201 - boto3 client type is dynamic
-    """A boto3 S3 client; AWS_ENDPOINT_URL (the emulator) or real S3, unchanged."""
-    import boto3
-    from botocore.config import Config
-
-    config.apply_target_env()  # local target: the emulator, even when called as a library
-    cfg = Config(
-        max_pool_connections=workers,
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
-    )
-    return boto3.client("s3", region_name=config.REGION, config=cfg)
-
-
-def ensure_bucket(s3, bucket: str) -> bool:  # noqa: ANN001
-    """Create the bucket when it is missing; True when created. Raises BucketError."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    where = s3.meta.endpoint_url
-    try:
-        s3.head_bucket(Bucket=bucket)
-        return False
-    except ClientError as err:
-        code = str(err.response.get("Error", {}).get("Code"))
-        if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise BucketError(
-                f"cannot use bucket {bucket!r} at {where}: {code}; pass --bucket NAME of a bucket "
-                "you own"
-            ) from err
-    except BotoCoreError as err:
-        raise BucketError(
-            f"cannot reach S3 at {where} ({err}); run `scones up` or check AWS_ENDPOINT_URL, "
-            "or pass --no-upload"
-        ) from err
-    kwargs: dict = {"Bucket": bucket}
-    if config.REGION != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.REGION}
-    try:
-        s3.create_bucket(**kwargs)
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        if error.get("Code") in ("BucketAlreadyOwnedByYou",):
-            return False
-        raise BucketError(
-            f"cannot create bucket {bucket!r}: {error.get('Code')} "
-            f"{str(error.get('Message', '')).rstrip('.')}; "
-            "pass --bucket NAME (3-63 lowercase letters, digits, dots, hyphens)"
-        ) from err
-    except BotoCoreError as err:
-        raise BucketError(f"cannot create bucket {bucket!r} at {where}: {err}") from err
-    LOG.info("created bucket %s", bucket)
-    return True
+    """A boto3 S3 client for the upload threads; AWS_ENDPOINT_URL (the emulator) or real S3."""
+    return aws.s3_client(workers)
 
 
 def _managed(key: str, prefix: str) -> bool:
