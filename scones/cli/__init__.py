@@ -1,4 +1,8 @@
-"""The `scones` command line: one sub-command per verb, each defined beside the code it drives."""
+"""The `scones` command line: the Typer app; one module per verb group registers its commands.
+
+The commands are a thin layer over the core (scones/*.py): they parse options, call one domain
+operation and print its typed result. The core never imports this package.
+"""
 
 import importlib.metadata
 import logging
@@ -7,13 +11,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from scones import (
-    SconesError,
-    StackDown,
-    UsageError,
-    bench_workflow,
+from scones import SconesError, StackDown, UsageError, bench_workflow, config
+from scones.cli import (
     byo,
-    config,
     containers,
     demo,
     deploy,
@@ -66,7 +66,7 @@ def main(
     config.apply_target_env()
 
 
-# Each module registers its own commands; the module imports heavy things lazily.
+# Each module registers its own commands; heavy things (torch, onnxruntime) load lazily.
 # (one line per module, keep alphabetical)
 for _module in (
     byo,
