@@ -10,15 +10,25 @@ from rich.console import Console
 
 from scones.byo import (
     ImportResult,
-    _pairs,
     execute,
     import_project,
     render,
 )
+from scones.byo.errors import ByoError
 
 OUT = Console(stderr=True, soft_wrap=True)  # long ARNs and names stay on one line
 
 STDOUT = Console(soft_wrap=True, highlight=False)
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise ByoError(f"{option} expects NAME=VALUE, got {value!r}")
+        pairs[key] = rest
+    return pairs
 
 
 def run_command(
