@@ -9,12 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import typer
-from rich.console import Console
+from scones import PROJECT_ROOT, SconesError, config, workflow
 
-from scones import PROJECT_ROOT, SconesError, config
-
-OUT = Console()
 BUILD_TIMEOUT_S = 1800  # a cold build installs LocalStack and onnxruntime from PyPI
 UP_TIMEOUT_S = 900  # the first `up` may download CIFAR-100
 DOWN_TIMEOUT_S = 180
@@ -74,8 +70,6 @@ def bench_compose(data_dir: Path | None, runs: int = 20, cold: bool = True) -> d
     Runs as its own compose project on this process's host ports (SCONES_EMULATOR_PORT, ...);
     ``data_dir`` is mounted as SCONES_DATA_DIR (None: the deployer downloads CIFAR-100).
     """
-    from scones import workflow
-
     project = f"scones-bench-{config.EMULATOR_PORT}"
     env = compose_env(data_dir)
     figures: dict = {"build_s": {}}
@@ -123,29 +117,3 @@ def _bench_image() -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def register_bench(bench: typer.Typer) -> None:
-    """Add `scones bench compose`."""
-
-    @bench.command("compose")
-    def bench_compose_cmd(
-        data_dir: Path = typer.Option(
-            None,
-            "--data-dir",
-            envvar="SCONES_DATA_DIR",
-            help="Dataset folder mounted read-only (default: the deployer downloads CIFAR-100).",
-        ),
-        runs: int = typer.Option(20, help="Warm executions to time."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        smoke: bool = typer.Option(
-            False, "--smoke", help="For CI: no cold (--no-cache) build, 3 warm executions."
-        ),
-    ) -> None:
-        """`docker compose` build (cold, cached), up to healthy, first and warm execution, sizes."""
-        figures = bench_compose(data_dir, runs=3 if smoke else runs, cold=not smoke)
-        if as_json:
-            print(json.dumps(figures))
-            return
-        for name, value in figures.items():
-            OUT.print(f"{name:24} {value}")

@@ -18,16 +18,20 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, config, stack
+from scones import stage as staging
+from scones.dataset import DEFAULT_CLASSES, MARKER, is_staged
+from scones.deploy import deploy
+from scones.load import LoadRun, staged_images
+from scones.report import ReportSummary, build_report, clients, deployed_threshold
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
 
-DATASET = "bicycle-motorcycle"  # the original project's two classes
-CLASSES = ("bicycle", "motorcycle")
+CLASSES = DEFAULT_CLASSES  # the original project's two classes
+DATASET = staging.dataset_name(CLASSES)  # where `scones stage` puts them
 EXPLORER_URL = "http://127.0.0.1:8501"  # `scones explore`'s default address
 # The server writes a capture file every 5 s (and by size); a server whose S3 writes failed
 # (the bucket did not exist before `stage`) retries at most every 60 s
@@ -47,7 +51,7 @@ class DemoResult:
     name_prefix: str
     executions: int
     reused: int
-    summary: dict
+    summary: ReportSummary
     report: str
     explorer: str
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
@@ -67,8 +71,6 @@ def _model_health() -> dict | None:
 
 def start_stack(only: list[str]) -> bool:
     """Start the named local components (capture on); True if something had to start."""
-    from scones import stack
-
     os.environ["SCONES_CAPTURE_ENABLED"] = "1"  # the model server reads it when it starts
     todo = [c for c in stack.components() if c.name in only and not stack.is_healthy(c)]
     if "model" in only:
@@ -87,8 +89,6 @@ def start_stack(only: list[str]) -> bool:
 
 def staged_already(c, source: str, bucket: str) -> bool:
     """Whether this source was staged and uploaded before: local marker == the one in S3."""
-    from scones.dataset import MARKER, is_staged
-
     folder = config.STATE_DIR / "datasets" / DATASET
     if not is_staged(folder):
         return False
@@ -145,11 +145,6 @@ def wait_for_capture(timeout: float = CAPTURE_FLUSH_TIMEOUT_S) -> None:
 
 def demo(source: str | None = None, out: Path | None = None, progress: bool = True) -> DemoResult:
     """Run the whole job; see the module docstring."""
-    from scones import stage as staging
-    from scones.deploy import deploy
-    from scones.load import LoadRun, staged_images
-    from scones.report import build_report, clients, deployed_threshold
-
     local = config.TARGET == "local"
     source = source or config.DATASET_URL
     steps: dict[str, float] = {}
@@ -215,35 +210,3 @@ def demo(source: str | None = None, out: Path | None = None, progress: bool = Tr
     return DemoResult(
         prefix, len(items), reused, result.summary, str(result.html), EXPLORER_URL, steps, skipped
     )
-
-
-def register(app: typer.Typer) -> None:
-    """Add `scones demo`."""
-
-    @app.command("demo")
-    def demo_cmd(
-        source: str = typer.Option(
-            None,
-            "--source",
-            help="CIFAR-100: the official URL (default) or a local copy, e.g. "
-            "../shared/data/cifar100-scones (offline).",
-        ),
-        out: Path = typer.Option(None, "--out", help="Report folder (default <state>/report)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    ) -> None:
-        """The main job: stack up, stage the data, model, deploy, stream the test split, report."""
-        began = time.monotonic()
-        result = demo(source, out, progress=not as_json)
-        if as_json:
-            print(json.dumps(result.__dict__, indent=2, default=str))
-            return
-        s = result.summary
-        acc = f"{s['accuracy']:.2%}" if s["accuracy"] is not None else "n/a"
-        OUT.print(
-            f"\n[bold]demo done in {time.monotonic() - began:.1f} s[/bold]: "
-            f"{s['executions']} executions, outcomes {s['outcomes']}, accuracy {acc}, "
-            f"coverage {s['at_threshold']['coverage']:.1%} at {s['threshold']:g}",
-            highlight=False,
-        )
-        OUT.print(f"report:   {result.report}")
-        OUT.print(f"explorer: `scones explore`, then open {result.explorer}")

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import logging
 import re
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import typer
-from rich.console import Console
-
 from cloud.iam import policy_values, render_policy
-from scones import PROJECT_ROOT, SconesError, config, sagemaker_local
+from scones import PROJECT_ROOT, SconesError, config
+from scones.aws import (
+    Clients,
+    code_sha256,
+    deterministic_zip,
+    ensure_bucket,
+    error_code,
+    names,
+    wait_function_ready,
+)
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
 LAMBDA_DIR = PROJECT_ROOT / "lambdas"
 ASL_DIR = PROJECT_ROOT / "statemachine"
@@ -28,9 +29,6 @@ ASL_DIR = PROJECT_ROOT / "statemachine"
 FUNCTIONS = ("serialize_image_data", "classify_image", "filter_inferences", "summarize_batch")
 STATE_MACHINES = ("image_workflow", "batch_workflow")
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same code gives the same CodeSha256, so no update
-WAIT_STEP_S = 0.2
-FUNCTION_READY_TIMEOUT_S = 180.0  # a first python3.X use may build its runtime (pip, ~10 s)
 # A new IAM role takes ~10 s to be usable on AWS; creating with it fails until then.
 ROLE_PROPAGATION_TIMEOUT_S = 90.0
 EVENTS_TARGET_ID = "image-workflow"
@@ -47,45 +45,6 @@ NOTIFICATIONS_QUEUE_POLICY = "notifications-queue.resource"
 
 class DeployError(SconesError):
     """A workflow resource could not be created, updated or deleted."""
-
-
-# ------------------------------ Names ------------------------------
-
-
-@dataclass(frozen=True)
-class Names:
-    """Every resource name, all starting with SCONES_RESOURCE_PREFIX."""
-
-    prefix: str
-
-    def function(self, module: str) -> str:
-        return f"{self.prefix}-{module.replace('_', '-')}"
-
-    def state_machine(self, key: str) -> str:
-        return f"{self.prefix}-{key.replace('_', '-')}"
-
-    @property
-    def topic(self) -> str:
-        return f"{self.prefix}-notifications"
-
-    @property
-    def notifications_queue(self) -> str:
-        return f"{self.prefix}-notifications"
-
-    @property
-    def review_queue(self) -> str:
-        return f"{self.prefix}-review"
-
-    @property
-    def rule(self) -> str:
-        return f"{self.prefix}-incoming"
-
-    def role(self, kind: str) -> str:
-        return f"{self.prefix}-{kind}-role"
-
-
-def names() -> Names:
-    return Names(config.RESOURCE_PREFIX)
 
 
 def existing_role(kind: str) -> str:
@@ -117,69 +76,6 @@ class DeployResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ------------------------------ AWS access ------------------------------
-
-
-class Clients:
-    """boto3 clients for the current target (AWS_ENDPOINT_URL points them at the emulator)."""
-
-    def __init__(self) -> None:
-        import boto3
-        from botocore.config import Config
-
-        config.apply_target_env()
-        self._session = boto3.session.Session(region_name=config.REGION)
-        # 32 connections: demo, load and report call from many threads at once
-        self._config = Config(
-            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32
-        )
-        self._clients: dict[str, object] = {}
-        self._identity: dict | None = None
-
-    def __getattr__(self, service: str):
-        if service.startswith("_"):
-            raise AttributeError(service)
-        name = {"lambda_": "lambda", "sfn": "stepfunctions"}.get(service, service)
-        if name not in self._clients:
-            self._clients[name] = self._session.client(name, config=self._config)
-        return self._clients[name]
-
-    @property
-    def identity(self) -> dict:
-        if self._identity is None:
-            try:
-                self._identity = self.sts.get_caller_identity()
-            except Exception as err:  # no credentials, emulator down, no network
-                raise DeployError(f"cannot reach {_where()}: {err}; {_hint()}") from err
-        return self._identity
-
-    @property
-    def account(self) -> str:
-        return self.identity["Account"]
-
-    @property
-    def partition(self) -> str:
-        return self.identity["Arn"].split(":")[1]
-
-    def arn(self, service: str, resource: str, region: bool = True) -> str:
-        where = config.REGION if region else ""
-        return f"arn:{self.partition}:{service}:{where}:{self.account}:{resource}"
-
-
-def _where() -> str:
-    return f"the emulator at {config.emulator_url()}" if config.TARGET == "local" else "AWS"
-
-
-def _hint() -> str:
-    if config.TARGET == "local":
-        return "start the stack with `scones up`"
-    return "check your AWS credentials and SCONES_REGION"
-
-
-def _code(err: Exception) -> str:
-    return getattr(err, "response", {}).get("Error", {}).get("Code", "")
 
 
 # ------------------------------ Inputs: code, definitions, settings ------------------------------
@@ -245,18 +141,7 @@ def function_environment(
 def zip_lambda(module: str) -> bytes:
     """The function's one file as a zip, byte-identical for identical code."""
     source = LAMBDA_DIR / f"{module}.py"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo(source.name, date_time=ZIP_DATE)
-        info.external_attr = 0o644 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, source.read_bytes())
-    return buffer.getvalue()
-
-
-def code_sha256(data: bytes) -> str:
-    """Lambda's CodeSha256: base64 of the zip's SHA-256."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return deterministic_zip(source.name, source.read_bytes())
 
 
 def placeholders(text: str) -> set[str]:
@@ -276,28 +161,6 @@ def render_definition(path: Path, substitutions: dict[str, object]) -> str:
 
 
 # ------------------------------ Resources ------------------------------
-
-
-def wait_function_ready(lam, name: str, error: type[SconesError] = DeployError) -> None:
-    """Until the function is Active and its last update is done (AWS refuses updates before).
-
-    Raises ``error`` when it failed or is still not ready after FUNCTION_READY_TIMEOUT_S.
-    """
-    deadline = time.monotonic() + FUNCTION_READY_TIMEOUT_S
-    while True:
-        cfg = lam.get_function_configuration(FunctionName=name)
-        state, update = cfg.get("State", "Active"), cfg.get("LastUpdateStatus", "Successful")
-        if state == "Failed" or update == "Failed":
-            reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason")
-            raise error(f"function {name} cannot run: {reason}")
-        if state == "Active" and update == "Successful":
-            return
-        if time.monotonic() > deadline:
-            raise error(
-                f"function {name} still {state}/{update} after {FUNCTION_READY_TIMEOUT_S:.0f} s;"
-                " see the emulator log"
-            )
-        time.sleep(WAIT_STEP_S)
 
 
 class Deployer:
@@ -323,15 +186,7 @@ class Deployer:
     # -- S3 --
     def bucket(self) -> None:
         s3, bucket = self.c.s3, config.BUCKET
-        try:
-            s3.head_bucket(Bucket=bucket)
-        except Exception as err:
-            if _code(err) not in ("404", "NoSuchBucket", "NotFound"):
-                raise DeployError(f"bucket {bucket}: {err}") from err
-            kwargs = {}
-            if config.REGION != "us-east-1":  # us-east-1 refuses an explicit constraint
-                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.REGION}
-            s3.create_bucket(Bucket=bucket, **kwargs)
+        if ensure_bucket(s3, bucket):
             self.changed(f"bucket {bucket}")
         current = s3.get_bucket_notification_configuration(Bucket=bucket)
         current.pop("ResponseMetadata", None)
@@ -353,7 +208,7 @@ class Deployer:
         try:
             arn = iam.get_role(RoleName=name)["Role"]["Arn"]
         except Exception as err:
-            if _code(err) != "NoSuchEntity":
+            if error_code(err) != "NoSuchEntity":
                 raise DeployError(f"role {name}: {err}") from err
             arn = iam.create_role(
                 RoleName=name,
@@ -381,7 +236,7 @@ class Deployer:
         try:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         except Exception as err:
-            if "NonExistentQueue" not in _code(err) and _code(err) != "QueueDoesNotExist":
+            if "NonExistentQueue" not in error_code(err) and error_code(err) != "QueueDoesNotExist":
                 raise DeployError(f"queue {name}: {err}") from err
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
             self.changed(f"queue {name}")
@@ -471,7 +326,7 @@ class Deployer:
         return current["FunctionArn"]
 
     def _wait_function(self, name: str) -> None:
-        wait_function_ready(self.c.lambda_, name)
+        wait_function_ready(self.c.lambda_, name, DeployError)
 
     def _retry_role(self, call):
         """Run ``call``, retrying while AWS does not yet accept a just-created role."""
@@ -481,7 +336,7 @@ class Deployer:
                 return call()
             except Exception as err:
                 message = str(err).lower()
-                role_not_ready = _code(err) in (
+                role_not_ready = error_code(err) in (
                     "InvalidParameterValueException",
                     "AccessDeniedException",
                     "InvalidArn",
@@ -672,7 +527,7 @@ def cleanup(dry_run: bool = False, force: bool = False, artifacts: bool = False)
             try:
                 call()
             except Exception as err:  # gone meanwhile is fine; anything else is reported
-                if "NotFound" not in _code(err) and "NoSuch" not in _code(err):
+                if "NotFound" not in error_code(err) and "NoSuch" not in error_code(err):
                     raise DeployError(f"cannot delete {what}: {err}") from err
         done.append(what)
 
@@ -768,94 +623,3 @@ def _cleanup_bucket(c: Clients, dry_run: bool) -> list[str]:
 
 
 # ------------------------------ Commands ------------------------------
-
-
-def register(app: typer.Typer) -> None:
-    """Add deploy and cleanup to the CLI."""
-
-    @app.command("deploy")
-    def deploy_cmd(
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        model_data: str = typer.Option(
-            None, help="Cloud: the model.tar.gz to serve (default: the last cloud training)."
-        ),
-        check: bool = typer.Option(
-            False, "--check", help="Change nothing: list what is missing; exit 1 if anything is."
-        ),
-        target: str = typer.Option(
-            None,
-            "--target",
-            help="local, cloud or sagemaker-local (the endpoint's requests run in Docker: our"
-            " model container serves the last `scones train --target sagemaker-local`);"
-            " default SCONES_TARGET.",
-        ),
-    ) -> None:
-        """Create or update the workflow (Lambdas, state machines, SNS, SQS, rule) on the target.
-
-        With SCONES_TARGET=cloud (or --target sagemaker-local), first the SageMaker endpoint
-        (with data capture) it calls.
-        """
-        if check:
-            gone = missing()
-            for what in gone:
-                OUT.print(f"missing: {what}")
-            if gone:
-                raise typer.Exit(1)
-            OUT.print(f"the workflow is deployed on {_where()}")
-            return
-        target = sagemaker_local.check_target(target)
-        runtime_url = None
-        if target != "local":
-            import cloud
-
-            with OUT.status("deploying the SageMaker endpoint ..."):
-                if target == "cloud":
-                    endpoint = cloud.deploy_endpoint(
-                        config.cloud_settings(), config.STATE_DIR, model_data
-                    )
-                else:
-                    endpoint = sagemaker_local.deploy_endpoint(model_data)
-                    runtime_url = endpoint["url"]
-            OUT.print(f"endpoint {endpoint['endpoint_name']}: {endpoint['action']}")
-        with OUT.status(f"deploying the workflow to {_where()} ..."):
-            result = deploy(runtime_url=runtime_url)
-        if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
-            return
-        OUT.print(
-            f"[green]✓[/green] workflow deployed to {_where()} in {result.seconds:.1f} s "
-            f"({len(result.changed)} changes)"
-        )
-        for key, arn in result.state_machines.items():
-            OUT.print(f"  {key:18} {arn}")
-        OUT.print(f"  {'notifications':18} {result.topic_arn} -> {result.notifications_queue_url}")
-        OUT.print(f"  {'review queue':18} {result.review_queue_url}")
-        OUT.print(
-            f"  {'incoming':18} s3://{result.bucket}/{config.INCOMING_PREFIX} -> image_workflow"
-        )
-
-    @app.command("cleanup")
-    def cleanup_cmd(
-        dry_run: bool = typer.Option(False, "--dry-run", help="List, do not delete."),
-        force: bool = typer.Option(False, "--force", help="Also delete the bucket and its data."),
-        artifacts: bool = typer.Option(
-            False, "--artifacts", help="Cloud: also delete training jobs' model artifacts."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        target: str = typer.Option(
-            None, "--target", help="sagemaker-local: also stop its endpoint containers."
-        ),
-    ) -> None:
-        """Delete what the project created on the target (the bucket only with --force)."""
-        done = cleanup(dry_run, force=force, artifacts=artifacts)
-        if sagemaker_local.check_target(target) == sagemaker_local.TARGET:
-            endpoints = sagemaker_local.endpoints() if dry_run else sagemaker_local.shutdown()
-            done += [f"local endpoint {name} (its container)" for name in endpoints]
-        if as_json:
-            print(json.dumps({"dry_run": dry_run, "resources": done}, indent=2))
-            return
-        verb = "would delete" if dry_run else "deleted"
-        for line in done:
-            OUT.print(f"{verb}: {line}")
-        if not done:
-            OUT.print("nothing to delete")

@@ -17,24 +17,21 @@ until the last order sent before that moment has its final outcome.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import typer
-from rich.console import Console
-
 from scones import config, recovery, stack
+from scones.deploy import class_names
+from scones.executions import REVIEW_ERROR, TERMINAL, list_executions
 from scones.load import LoadRun, bad_samples, new_run_id, plan, staged_images
-from scones.report import REVIEW_ERROR, TERMINAL, clients
+from scones.report import image_machine_arn
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
 FAULTS = ("endpoint", "lambda", "emulator")
 BAD_SHARE = 0.1
@@ -127,8 +124,6 @@ def inject(fault: str, outage_s: float) -> tuple[float, str, int]:
 
 def final_outcomes(c, machine: str, prefix: str, names: list[str]) -> dict[str, str | None]:
     """Each order's final outcome, following redrives: succeeded, reviewed, bad_input, infra."""
-    from scones.report import list_executions
-
     by_name = {e["name"]: e for e in list_executions(c, machine, prefix)}
     outcomes: dict[str, str | None] = {}
     for name in names:
@@ -159,9 +154,6 @@ def run_fault(
     c, fault: str, rate: float, duration: float, outage_s: float, seed: int = 0
 ) -> FaultResult:
     """One stream with one fault a quarter in; every order accounted for at the end."""
-    from scones.deploy import class_names
-    from scones.report import image_machine_arn
-
     count = max(4, round(rate * duration))
     good = staged_images(c)
     bad = bad_samples(c, class_names())
@@ -203,53 +195,3 @@ def run_fault(
     result.failed_infra = values.count("infra")
     result.lost = values.count(None)
     return result
-
-
-def bench_faults(
-    faults: tuple[str, ...] = FAULTS,
-    rate: float = 4.0,
-    duration: float = 30.0,
-    outage_s: float = 20.0,
-) -> list[dict]:
-    """Every fault in turn on the running stack; one FaultResult each."""
-    c = clients()
-    results = []
-    for fault in faults:
-        OUT.print(f"fault {fault}: {rate:g}/s for {duration:g} s ...")
-        results.append(asdict(run_fault(c, fault, rate, duration, outage_s)))
-        c = clients()
-    return results
-
-
-def register_bench(bench: typer.Typer) -> None:
-    """Add `scones bench faults`."""
-
-    @bench.command("faults")
-    def bench_faults_cmd(
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        smoke: bool = typer.Option(False, "--smoke", help="Short streams and a 5 s outage."),
-        outage: float = typer.Option(20.0, "--outage", min=1, help="Seconds the endpoint is down."),
-        rate: float = typer.Option(4.0, "--rate", min=0.1, help="Orders per second."),
-        duration: float = typer.Option(30.0, "--duration", min=2, help="Seconds of each stream."),
-        fault: list[str] = typer.Option(None, "--fault", help=f"Only these: {', '.join(FAULTS)}."),
-    ) -> None:
-        """Orders streamed while the endpoint, a Lambda runtime and the emulator are killed."""
-        if smoke:
-            rate, duration, outage = 2.0, 8.0, 5.0
-        unknown = set(fault or ()) - set(FAULTS)
-        if unknown:
-            raise typer.BadParameter(f"unknown fault {sorted(unknown)}; one of {FAULTS}")
-        results = bench_faults(tuple(fault or FAULTS), rate, duration, outage)
-        if as_json:
-            print(json.dumps(results, indent=2))
-            return
-        for r in results:
-            extra = ""
-            if r["objects_before"] is not None:
-                extra = f", objects {r['objects_before']} -> {r['objects_after']}"
-            OUT.print(
-                f"{r['fault']:9} sent {r['sent']}: succeeded {r['succeeded']}, reviewed "
-                f"{r['reviewed']}, failed_bad_input {r['failed_bad_input']}, failed_infra "
-                f"{r['failed_infra']}, lost {r['lost']}, redriven {r['redriven']}, "
-                f"recovery {r['recovery_s']} s{extra} ({r['fault_detail']})"
-            )

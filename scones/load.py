@@ -20,20 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scones import SconesError, config
-from scones.report import (
-    REVIEW_ERROR,
+from scones.aws import Clients
+from scones.deploy import class_names
+from scones.executions import (
     TERMINAL,
-    UNKNOWN_ERROR,
+    ExecutionEnd,
     execution_arn,
-    ground_truth,
-    image_machine_arn,
+    image_input,
     list_executions,
+    outcome_of,
 )
+from scones.report import ground_truth, image_machine_arn
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -207,15 +208,14 @@ class Tracked:
 
     @property
     def outcome(self) -> str:
+        """executions.outcome_of's, with a load run's words: not started = failed, not ended =
+        unaccounted, review = reviewed."""
         if self.start_error:
             return "failed"
         if self.status not in TERMINAL:
             return "unaccounted"
-        if self.status == "SUCCEEDED":
-            return "succeeded"
-        if self.error == UNKNOWN_ERROR:
-            return "not_a_two_wheeler"
-        return "reviewed" if self.error == REVIEW_ERROR else "failed"
+        outcome = outcome_of(self.status, self.error)
+        return "reviewed" if outcome == "review" else outcome
 
 
 @dataclass
@@ -279,8 +279,6 @@ class LoadRun:
         threads: int = START_THREADS,
         bucket: str | None = None,
     ) -> None:
-        from scones.workflow import image_input
-
         self.c = c
         self.machine = image_machine_arn(c)
         self.bucket = bucket or config.BUCKET
@@ -345,10 +343,8 @@ class LoadRun:
         except Exception as err:  # a lost execution stays unaccounted
             LOG.warning("cannot describe %s: %s", t.arn, err)
             return
-        t.status, t.error = d["status"], d.get("error")
-        if t.status == "SUCCEEDED":
-            output = json.loads(d.get("output") or "{}")
-            t.label, t.confidence = output.get("label"), output.get("confidence")
+        end = ExecutionEnd.from_described(d)
+        t.status, t.error, t.label, t.confidence = end.status, end.error, end.label, end.confidence
 
     def poll(self, prefix: str) -> None:
         """One round: ours not RUNNING any more get described once (ListExecutions is cheap)."""
@@ -440,15 +436,11 @@ def run_load(
     c=None,
 ) -> LoadSummary:
     """Send ``count`` executions (at ``rate`` per second, or all at once) and account for them."""
-    from scones.deploy import class_names
-
     if not 0 <= bad_share <= 1:
         raise LoadError(f"--bad-share must be between 0 and 1, got {bad_share}")
     if not 1 <= count <= MAX_EXECUTIONS:
         raise LoadError(f"a run sends 1 to {MAX_EXECUTIONS} executions, not {count}")
-    from scones.report import clients
-
-    c = c or clients()
+    c = c or Clients()
     began = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
     good = staged_images(c, dataset, split)
@@ -468,84 +460,3 @@ def run_load(
     summary.executions_per_s = round(finished / summary.seconds, 2) if summary.seconds else 0.0
     summary.started_at = started_at
     return summary
-
-
-def print_summary(s: LoadSummary, console: Console | None = None) -> None:
-    """The closing summary as a few lines."""
-    console = console or OUT
-    mark = "[green]0[/green]" if s.unaccounted == 0 else f"[red]{s.unaccounted}[/red]"
-    console.print(
-        f"load {s.run_id} ({s.mode}): sent {s.sent}, started {s.started} in "
-        f"{s.send_seconds:.1f} s; all ended after {s.seconds:.1f} s "
-        f"({s.executions_per_s} executions/s)"
-    )
-    console.print(f"  succeeded {s.succeeded} {s.succeeded_by_label}", markup=False)
-    console.print(f"  reviewed  {s.reviewed} (low confidence, in the review queue)")
-    console.print(
-        f"  not a two-wheeler {s.not_a_two_wheeler} (unknown to the model, in the review queue)"
-    )
-    console.print(f"  failed    {s.failed} {s.failed_by_error}", markup=False)
-    console.print(f"  unaccounted {mark} (DescribeExecution of every execution started)")
-    for kind, counts in sorted(s.by_kind.items()):
-        console.print(f"  {kind:14} {counts}", markup=False)
-    console.print(
-        f"  executions: names {s.name_prefix}*  (scones report --name-prefix {s.name_prefix})",
-        markup=False,
-    )
-
-
-def register(app: typer.Typer) -> None:
-    """Add `scones load`."""
-
-    @app.command("load")
-    def load_cmd(
-        rate: float = typer.Option(None, "--rate", min=0.01, help="Executions per second."),
-        duration: float = typer.Option(None, "--duration", min=0.1, help="Seconds of --rate."),
-        burst: int = typer.Option(None, "--burst", min=1, help="Start N executions at once."),
-        bad_share: float = typer.Option(
-            0.1,
-            "--bad-share",
-            min=0.0,
-            max=1.0,
-            help="Share of bad inputs (non-images, other vehicles, missing keys).",
-        ),
-        dataset: str = typer.Option(
-            DEFAULT_DATASET, "--dataset", help="Staged dataset (datasets/<name>/ in the bucket)."
-        ),
-        split: str = typer.Option("test", "--split", help="Which split's images to send."),
-        seed: int = typer.Option(0, "--seed", help="Order and mix of the inputs."),
-        wait: float = typer.Option(
-            None,
-            "--wait",
-            min=0,
-            help=f"Seconds to wait after the last start (default "
-            f"{WAIT_BASE_S:.0f} + {WAIT_PER_EXECUTION_S} per execution).",
-        ),
-        threads: int = typer.Option(
-            START_THREADS, "--threads", min=1, max=64, help="StartExecution calls in flight."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    ) -> None:
-        """Dummy traffic through the workflow: a stream (--rate, --duration) or a --burst."""
-        if burst is not None and (rate is not None or duration is not None):
-            raise LoadError("give either --burst N or --rate R --duration S, not both")
-        if burst is None and (rate is None or duration is None):
-            raise LoadError("give --rate R --duration S (a stream) or --burst N (all at once)")
-        count = burst if burst is not None else max(1, round(rate * duration))
-        summary = run_load(
-            count,
-            None if burst else rate,
-            bad_share,
-            dataset,
-            split,
-            seed,
-            wait,
-            threads,
-            progress=not as_json,
-        )
-        if as_json:
-            print(json.dumps(summary.to_dict(), indent=2))
-        else:
-            print_summary(summary)
-        if summary.unaccounted:
-            raise typer.Exit(1)

@@ -21,14 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import typer
-from rich.console import Console
-
 from scones import config
-from scones.report import clients, execution_arn, image_machine_arn, list_executions
+from scones.executions import execution_arn, image_input, list_executions
+from scones.report import clients, image_machine_arn
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
 # The emulator plugin's name for an execution cut short by a restart (persistence.py).
 RESTART_ERROR = "EmulatorRestarted"
@@ -187,8 +184,6 @@ def _key_of(text: str) -> str | None:
 
 def reconcile(c=None) -> RecoveryResult:
     """After a restart: executions cut short run again; uploads no execution read start now."""
-    from scones.workflow import image_input
-
     c = c or clients()
     machine = image_machine_arn(c)
     result = RecoveryResult()
@@ -215,26 +210,3 @@ def reconcile(c=None) -> RecoveryResult:
             continue
         result.started.append({"key": upload["Key"], "execution": arn})
     return result
-
-
-def register(app: typer.Typer) -> None:
-    """Add `scones redrive`."""
-
-    @app.command("redrive")
-    def redrive_cmd(
-        name_prefix: str = typer.Option(None, "--name-prefix", help="Only executions named so."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List, do not start."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Run again the executions that failed for infrastructure reasons (not bad input)."""
-        result = redrive(name_prefix=name_prefix, dry_run=dry_run)
-        if as_json:
-            print(json.dumps(result.to_dict(), indent=2))
-            return
-        verb = "would redrive" if dry_run else "redriven"
-        for entry in result.redriven:
-            OUT.print(f"{verb}: {entry['execution']} ({entry['error']}) -> {entry['new']}")
-        OUT.print(
-            f"{len(result.redriven)} {verb}; {result.skipped_bad_input} failed on their input "
-            f"(left alone); {len(result.given_up)} given up after {MAX_REDRIVES} redrives"
-        )

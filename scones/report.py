@@ -17,24 +17,22 @@ import statistics
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import typer
-from rich.console import Console
-
+from local_model import lst
 from scones import SconesError, config
+from scones.aws import Clients, deployed_state_machine, names
+from scones.executions import (
+    OUTCOMES,
+    ExecutionRecord,
+    RecordCache,
+    list_executions,
+)
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-REVIEW_ERROR = "ThresholdConfidenceNotMet"  # filter_inferences' error: the image waits for review
-# filter_inferences' error when the model's unknown-image score alone kept the image below the
-# threshold (a bus, a truck): also in the review queue, counted as its own outcome
-UNKNOWN_ERROR = "NotATwoWheeler"
-OUTCOMES = ("succeeded", "review", "not_a_two_wheeler", "failed", "running")
 DATASETS_PREFIX = "datasets/"  # where `scones stage` puts each dataset (datasets/<name>/)
 LST_SPLITS = ("test", "validation", "train")
 HISTORY_THREADS = 8  # GetExecutionHistory calls at once; more only queue at the emulator
@@ -46,115 +44,6 @@ CAPTURE_SLACK = timedelta(seconds=2)  # capture times have whole seconds
 
 class ReportError(SconesError):
     """The report cannot be built: the workflow is missing or the target is unreachable."""
-
-
-# ------------------------------ Execution records ------------------------------
-
-
-@dataclass
-class StateVisit:
-    """One pass through one state of an execution, from its history events."""
-
-    name: str
-    kind: str  # Task, Pass, Choice, Fail, ...
-    entered: datetime
-    exited: datetime | None = None
-    input: object = None
-    output: object = None
-    resource: str | None = None  # e.g. "lambda:invoke", "sns:publish", "sqs:sendMessage"
-    parameters: object = None  # what a Task sent (the SNS message, the SQS body, ...)
-    attempts: int = 0  # tasks scheduled; more than one means the Retry fired
-    errors: list[dict] = field(default_factory=list)  # each failed attempt: error, cause
-
-    @property
-    def seconds(self) -> float | None:
-        return (self.exited - self.entered).total_seconds() if self.exited else None
-
-    @property
-    def retries(self) -> int:
-        return max(0, self.attempts - 1)
-
-
-@dataclass
-class ExecutionRecord:
-    """One image workflow execution: where its image is, how it ended, what the model said."""
-
-    arn: str
-    name: str
-    status: str
-    start: datetime
-    stop: datetime | None = None
-    s3_bucket: str | None = None
-    s3_key: str | None = None
-    label: str | None = None
-    confidence: float | None = None
-    inferences: list[float] | None = None
-    loading_bay: str | None = None
-    error: str | None = None
-    cause: str | None = None
-    truth: str | None = None  # the .lst label of its image, when it is a staged image
-    failed_state: str | None = None
-    retries: int = 0
-    steps: dict[str, float] = field(default_factory=dict)  # state -> seconds (summed)
-    image_sha: str | None = None  # sha256 of the image bytes the workflow read
-    image: bytes | None = field(default=None, repr=False)  # kept for thumbnails only
-
-    @property
-    def outcome(self) -> str:
-        return outcome_of(self.status, self.error)
-
-    @property
-    def seconds(self) -> float | None:
-        return (self.stop - self.start).total_seconds() if self.stop else None
-
-    @property
-    def correct(self) -> bool | None:
-        """Whether the model's top label is the truth (None when either is unknown)."""
-        if self.truth is None or self.label is None:
-            return None
-        return self.label == self.truth
-
-    def row(self) -> dict:
-        """A flat JSON-able row (tables, report.json)."""
-        return {
-            "name": self.name,
-            "status": self.status,
-            "outcome": self.outcome,
-            "s3_key": self.s3_key,
-            "truth": self.truth,
-            "label": self.label,
-            "confidence": self.confidence,
-            "correct": self.correct,
-            "loading_bay": self.loading_bay,
-            "error": self.error,
-            "failed_state": self.failed_state,
-            "retries": self.retries,
-            "seconds": self.seconds,
-            "start": self.start.isoformat(),
-            "stop": self.stop.isoformat() if self.stop else None,
-            "arn": self.arn,
-        }
-
-
-def outcome_of(status: str, error: str | None) -> str:
-    """succeeded, review (low confidence: in the review queue), not_a_two_wheeler (in the review
-    queue too: the model says it is none of the classes), failed, or running."""
-    if status == "SUCCEEDED":
-        return "succeeded"
-    if status == "RUNNING":
-        return "running"
-    if error == UNKNOWN_ERROR:
-        return "not_a_two_wheeler"
-    return "review" if error == REVIEW_ERROR else "failed"
-
-
-def _json(text: object) -> object:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def redact(value: object, keep: int = 48) -> object:
@@ -172,197 +61,17 @@ def redact(value: object, keep: int = 48) -> object:
     return value
 
 
-def state_visits(events: list[dict]) -> list[StateVisit]:
-    """The states an execution went through, in order, with input, output, attempts and errors."""
-    visits: list[StateVisit] = []
-    current: StateVisit | None = None
-    for event in events:
-        kind = event["type"]
-        if kind.endswith("StateEntered"):
-            details = event.get("stateEnteredEventDetails", {})
-            current = StateVisit(
-                name=details.get("name", "?"),
-                kind=kind[: -len("StateEntered")],
-                entered=event["timestamp"],
-                input=_json(details.get("input")),
-            )
-            visits.append(current)
-        elif kind.endswith("StateExited"):
-            details = event.get("stateExitedEventDetails", {})
-            name = details.get("name")
-            visit = next((v for v in reversed(visits) if v.name == name and not v.exited), None)
-            if visit is not None:
-                visit.exited = event["timestamp"]
-                visit.output = _json(details.get("output"))
-        elif current is not None and kind == "TaskScheduled":
-            details = event.get("taskScheduledEventDetails", {})
-            current.attempts += 1
-            current.resource = f"{details.get('resourceType')}:{details.get('resource')}"
-            current.parameters = _json(details.get("parameters"))
-        elif current is not None and kind in (
-            "TaskFailed",
-            "TaskTimedOut",
-            "TaskStartFailed",
-            "TaskSubmitFailed",
-        ):
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-            current.errors.append({"error": details.get("error"), "cause": details.get("cause")})
-    return visits
-
-
-def _body(value: object) -> dict | None:
-    """The course's body inside a Lambda result ({"Payload": {"body": ...}} or {"body": ...})."""
-    if not isinstance(value, dict):
-        return None
-    if isinstance(value.get("Payload"), dict):
-        value = value["Payload"]
-    body = _json(value.get("body", value))
-    return body if isinstance(body, dict) else None
-
-
-def record_from_history(summary: dict, events: list[dict]) -> ExecutionRecord:
-    """An ExecutionRecord from a ListExecutions/DescribeExecution entry and its history."""
-    record = ExecutionRecord(
-        arn=summary["executionArn"],
-        name=summary.get("name") or summary["executionArn"].rsplit(":", 1)[-1],
-        status=summary["status"],
-        start=summary["startDate"],
-        stop=summary.get("stopDate"),
-    )
-    for event in events:
-        if event["type"] == "ExecutionStarted":
-            payload = _json(event["executionStartedEventDetails"].get("input")) or {}
-            if isinstance(payload, dict):
-                detail = payload.get("detail") if isinstance(payload.get("detail"), dict) else {}
-                record.s3_bucket = payload.get("s3_bucket") or detail.get("bucket", {}).get("name")
-                record.s3_key = payload.get("s3_key") or detail.get("object", {}).get("key")
-        elif event["type"] in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
-            details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-            record.error = details.get("error") or event["type"].removeprefix("Execution")
-            record.cause = details.get("cause")
-        elif event["type"] == "ExecutionSucceeded":
-            output = _json(event["executionSucceededEventDetails"].get("output"))
-            if isinstance(output, dict):
-                record.loading_bay = output.get("loading_bay")
-    visits = state_visits(events)
-    for visit in visits:
-        if visit.seconds is not None:
-            record.steps[visit.name] = record.steps.get(visit.name, 0.0) + visit.seconds
-        record.retries += visit.retries
-        if visit.errors and visit.kind == "Task" and visit.resource == "lambda:invoke":
-            record.failed_state = visit.name
-        body = _body(visit.output)
-        if not body:
-            continue
-        if record.image is None and isinstance(body.get("image_data"), str) and body["image_data"]:
-            try:
-                record.image = base64.b64decode(body["image_data"])
-                record.image_sha = hashlib.sha256(record.image).hexdigest()
-            except ValueError:
-                pass
-        inferences = body.get("inferences")
-        if isinstance(inferences, str):
-            inferences = _json(inferences)
-        if isinstance(inferences, list) and inferences and record.inferences is None:
-            record.inferences = [float(v) for v in inferences]
-            record.label = body.get("label")
-            conf = body.get("confidence")
-            record.confidence = float(conf) if conf is not None else max(record.inferences)
-    if record.error in (REVIEW_ERROR, UNKNOWN_ERROR):
-        record.failed_state = record.failed_state or "FilterInferences"
-    if record.status == "SUCCEEDED" and record.failed_state:
-        record.failed_state = None  # a retried step that then worked
-    return record
-
-
 # ------------------------------ Reading the target ------------------------------
 
 
-def clients():
+def clients() -> Clients:
     """boto3 clients for the current target (the emulator locally, AWS in cloud mode)."""
-    from scones.deploy import Clients
-
     return Clients()
 
 
-def image_machine_arn(c) -> str:
-    """The deployed image workflow's ARN; ReportError if it is not deployed."""
-    from scones.deploy import names
-
-    arn = c.arn("states", f"stateMachine:{names().state_machine('image_workflow')}")
-    try:
-        c.sfn.describe_state_machine(stateMachineArn=arn)
-    except c.sfn.exceptions.StateMachineDoesNotExist as err:
-        raise ReportError(f"{arn} does not exist; run `scones deploy` (or `scones demo`)") from err
-    except Exception as err:  # unreachable emulator, no credentials
-        raise ReportError(f"cannot reach Step Functions ({err}); is the stack up?") from err
-    return arn
-
-
-def execution_arn(machine_arn: str, name: str) -> str:
-    """The ARN an execution named ``name`` of this state machine has."""
-    return machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
-
-
-def list_executions(
-    c,
-    machine_arn: str,
-    name_prefix: str | None = None,
-    since: datetime | None = None,
-    status: str | None = None,
-    limit: int | None = None,
-) -> list[dict]:
-    """ListExecutions entries, newest first, filtered by name prefix and start time."""
-    kwargs = {"stateMachineArn": machine_arn, "maxResults": 1000}
-    if status:
-        kwargs["statusFilter"] = status
-    found: list[dict] = []
-    token = None
-    while True:
-        page = c.sfn.list_executions(**kwargs, **({"nextToken": token} if token else {}))
-        for e in page["executions"]:
-            if name_prefix and not e["name"].startswith(name_prefix):
-                continue
-            if since and e["startDate"] < since:
-                continue
-            found.append(e)
-        token = page.get("nextToken")
-        if not token or (limit and len(found) >= limit):
-            break
-    found.sort(key=lambda e: e["startDate"], reverse=True)
-    return found[:limit] if limit else found
-
-
-def history(c, arn: str) -> list[dict]:
-    """Every event of one execution, oldest first."""
-    events: list[dict] = []
-    token = None
-    while True:
-        kwargs = {"executionArn": arn, "maxResults": 1000}
-        if token:
-            kwargs["nextToken"] = token
-        page = c.sfn.get_execution_history(**kwargs)
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            return events
-
-
-class RecordCache:
-    """Records of ended executions, which never change: a refresh only reads new ones."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, ExecutionRecord] = {}
-
-    def get(self, c, summary: dict) -> ExecutionRecord:
-        arn = summary["executionArn"]
-        cached = self.records.get(arn)
-        if cached is not None:
-            return cached
-        record = record_from_history(summary, history(c, arn))
-        if record.status in TERMINAL:
-            self.records[arn] = record
-        return record
+def image_machine_arn(c: Clients) -> str:
+    """The deployed image workflow's ARN; aws.NotDeployed if it is not deployed."""
+    return deployed_state_machine(c, "image_workflow")
 
 
 def collect(
@@ -409,28 +118,30 @@ def ground_truth(c=None, bucket: str | None = None) -> dict[str, str]:
                 text = c.s3.get_object(Bucket=bucket, Key=f"{prefix}{split}.lst")["Body"].read()
             except Exception:
                 continue
-            for label, path in parse_lst(text.decode("utf-8", "replace")):
+            where = f"s3://{bucket}/{prefix}{split}.lst"
+            for label, path in parse_lst(text.decode("utf-8", "replace"), where):
                 truth[f"{prefix}{split}/{path}"] = names.get(label, str(label))
     return truth
 
 
-def parse_lst(text: str) -> list[tuple[int, str]]:
-    """(label, relative path) per line of a SageMaker .lst text (index, label, path by tabs)."""
+def parse_lst(text: str, where: str = "<lst>") -> list[tuple[int, str]]:
+    """(label, relative path) per line of a SageMaker .lst text, read by local_model.lst.
+
+    Lenient by design, unlike training: the ground truth is a best effort over whatever sits under
+    datasets/ in the bucket, and one bad line must not hide every other image's truth (nor fail
+    the report), so a bad line is logged and skipped.
+    """
     entries = []
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[2]:
-            try:
-                entries.append((int(float(parts[1])), parts[2]))  # im2rec writes "1.000000"
-            except ValueError:
-                LOG.warning("skipping a bad .lst line %r", line[:60])
+    for lineno, line in enumerate(text.splitlines(), 1):
+        try:
+            entries += [(e.label, e.path) for e in lst.parse_lst(line, f"{where}:{lineno}")]
+        except lst.BadLst as err:
+            LOG.warning("skipping a bad .lst line: %s", err)
     return entries
 
 
 def deployed_threshold(c=None) -> float:
     """The THRESHOLD the deployed filter function uses (else SCONES_CONFIDENCE_THRESHOLD)."""
-    from scones.deploy import names
-
     c = c or clients()
     try:
         cfg = c.lambda_.get_function_configuration(
@@ -559,7 +270,31 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
 
 
-def summarize(records: list[ExecutionRecord], threshold: float) -> dict:
+@dataclass
+class ReportSummary:
+    """What a set of executions did: the report's figures of merit (report.json's "summary")."""
+
+    executions: int
+    images: int
+    outcomes: dict[str, int]  # every executions.OUTCOMES key, 0 when none
+    succeeded_by_label: dict[str, int]
+    failed_by_error: dict[str, int]
+    judged: int  # classified images with a known truth
+    accuracy: float | None  # top label vs truth over the judged ones
+    routed_accuracy: float | None  # the same over those routed (SUCCEEDED) only
+    classes: list[str]
+    confusion: list[list[int]]  # rows: truth, columns: label, in `classes` order
+    threshold: float
+    at_threshold: dict  # threshold_effect(): n, routed, coverage, wrong, review
+    retries: int
+    latency_s: dict[str, dict[str, float]]  # state (and "(execution)") -> n, p50, p95, max, mean
+    capture_records: int = 0  # endpoint data-capture records read beside the executions
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(records: list[ExecutionRecord], threshold: float) -> ReportSummary:
     """Counts, accuracy, confusion matrix, threshold effect and step latencies of the records."""
     outcomes = Counter({o: 0 for o in OUTCOMES})
     outcomes.update(r.outcome for r in records)
@@ -577,21 +312,21 @@ def summarize(records: list[ExecutionRecord], threshold: float) -> dict:
             steps.setdefault(state, []).append(seconds)
     totals = [r.seconds for r in records if r.seconds is not None]
     points = [(r.confidence, r.correct) for r in records if r.confidence is not None]
-    return {
-        "executions": len(records),
-        "images": len({r.s3_key for r in records}),
-        "outcomes": dict(outcomes),
-        "succeeded_by_label": dict(labels),
-        "failed_by_error": dict(errors),
-        "judged": len(judged),
-        "accuracy": sum(r.correct for r in judged) / len(judged) if judged else None,
-        "routed_accuracy": sum(r.correct for r in routed) / len(routed) if routed else None,
-        "classes": classes,
-        "confusion": confusion,
-        "threshold": threshold,
-        "at_threshold": threshold_effect(points, threshold),
-        "retries": sum(r.retries for r in records),
-        "latency_s": {
+    return ReportSummary(
+        executions=len(records),
+        images=len({r.s3_key for r in records}),
+        outcomes=dict(outcomes),
+        succeeded_by_label=dict(labels),
+        failed_by_error=dict(errors),
+        judged=len(judged),
+        accuracy=sum(r.correct for r in judged) / len(judged) if judged else None,
+        routed_accuracy=sum(r.correct for r in routed) / len(routed) if routed else None,
+        classes=classes,
+        confusion=confusion,
+        threshold=threshold,
+        at_threshold=threshold_effect(points, threshold),
+        retries=sum(r.retries for r in records),
+        latency_s={
             state: {
                 "n": len(v),
                 "p50": _percentile(v, 50),
@@ -614,7 +349,7 @@ def summarize(records: list[ExecutionRecord], threshold: float) -> dict:
             if totals
             else {}
         ),
-    }
+    )
 
 
 # ------------------------------ Figures ------------------------------
@@ -768,7 +503,7 @@ class ReportResult:
 
     html: Path
     json: Path
-    summary: dict
+    summary: ReportSummary
     seconds: float = 0.0
 
 
@@ -807,13 +542,12 @@ def _gallery(records: list[ExecutionRecord], caption) -> str:
     return f'<div class="gallery">{"".join(tiles) or "<p>none</p>"}</div>{extra}'
 
 
-def _accuracy_text(summary: dict) -> str:
-    acc, routed = summary["accuracy"], summary["routed_accuracy"]
+def _accuracy_text(summary: ReportSummary) -> str:
+    acc, routed = summary.accuracy, summary.routed_accuracy
     if acc is None:
         return "<p>No execution classified a staged image with a known label.</p>"
     text = (
-        f"<p>Top label vs the .lst truth over {summary['judged']} classified images: "
-        f"<b>{acc:.2%}</b>"
+        f"<p>Top label vs the .lst truth over {summary.judged} classified images: <b>{acc:.2%}</b>"
     )
     if routed is not None:
         text += f"; among the automatically routed ones {routed:.2%}"
@@ -841,29 +575,29 @@ align-items:center;justify-content:center;font-size:10px;color:#888}
 
 
 def render_html(
-    summary: dict, records: list[ExecutionRecord], figures: dict[str, bytes], meta: dict
+    summary: ReportSummary, records: list[ExecutionRecord], figures: dict[str, bytes], meta: dict
 ) -> str:
     """The report page: every figure embedded as a data: URI, so the one file is the report."""
 
     def fig(name: str, alt: str) -> str:
         return f'<img alt="{alt}" src="{_data_uri(figures[name])}">' if name in figures else ""
 
-    acc = summary["accuracy"]
-    at = summary["at_threshold"]
+    acc = summary.accuracy
+    at = summary.at_threshold
     kpis = [
-        ("executions", summary["executions"]),
-        ("images", summary["images"]),
-        ("succeeded", summary["outcomes"]["succeeded"]),
-        ("review", summary["outcomes"]["review"]),
-        ("not a two-wheeler", summary["outcomes"]["not_a_two_wheeler"]),
-        ("failed", summary["outcomes"]["failed"]),
-        ("accuracy", f"{acc:.1%} of {summary['judged']}" if acc is not None else "n/a"),
+        ("executions", summary.executions),
+        ("images", summary.images),
+        ("succeeded", summary.outcomes["succeeded"]),
+        ("review", summary.outcomes["review"]),
+        ("not a two-wheeler", summary.outcomes["not_a_two_wheeler"]),
+        ("failed", summary.outcomes["failed"]),
+        ("accuracy", f"{acc:.1%} of {summary.judged}" if acc is not None else "n/a"),
         ("coverage", f"{at['coverage']:.1%}"),
     ]
     kpi_html = "".join(f"<div><b>{html.escape(str(v))}</b>{html.escape(k)}</div>" for k, v in kpis)
     latency_rows = [
         [s, v["n"], v["p50"] * 1000, v["p95"] * 1000, v["max"] * 1000]
-        for s, v in summary["latency_s"].items()
+        for s, v in summary.latency_s.items()
     ]
     wrong = [r for r in records if r.correct is False]
     rejected = [r for r in records if r.outcome in ("review", "not_a_two_wheeler", "failed")]
@@ -880,14 +614,14 @@ def render_html(
         ]
         for r in sorted(records, key=lambda r: r.start)[:MAX_TABLE_ROWS]
     ]
-    errors = summary["failed_by_error"]
+    errors = summary.failed_by_error
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>scones report {html.escape(meta['generated'])}</title><style>{CSS}</style>",
         "</head><body>",
         "<h1>scones report</h1>",
         f"<p class='sub'>{html.escape(meta['generated'])} · target {html.escape(meta['target'])}"
-        f" · threshold {summary['threshold']:g} · {html.escape(meta['selection'])}</p>",
+        f" · threshold {summary.threshold:g} · {html.escape(meta['selection'])}</p>",
         f"<div class='kpi'>{kpi_html}</div>",
         "<h2>Confidence over time</h2>",
         f"<p>{html.escape(meta['confidence_source'])}</p>",
@@ -896,13 +630,13 @@ def render_html(
         fig("outcomes", "outcome counts"),
         _table(
             ["outcome", "executions"],
-            [[k, v] for k, v in summary["outcomes"].items()]
+            [[k, v] for k, v in summary.outcomes.items()]
             + [[f"failed: {k}", v] for k, v in errors.items()]
-            + [[f"routed as {k}", v] for k, v in summary["succeeded_by_label"].items()],
+            + [[f"routed as {k}", v] for k, v in summary.succeeded_by_label.items()],
         ),
-        f"<p>At threshold {summary['threshold']:g}: {at['routed']} of {at['n']} classified "
+        f"<p>At threshold {summary.threshold:g}: {at['routed']} of {at['n']} classified "
         f"images routed automatically (coverage {at['coverage']:.1%}), {at['errors']} of them "
-        f"wrong; {at['review']} sent to review. Task retries: {summary['retries']}.</p>",
+        f"wrong; {at['review']} sent to review. Task retries: {summary.retries}.</p>",
         "<h2>Accuracy</h2>",
         _accuracy_text(summary),
         fig("confusion", "confusion matrix"),
@@ -969,12 +703,12 @@ def build_report(
                 threshold,
                 "execution histories",
             )
-    summary["capture_records"] = len(captured)
+    summary.capture_records = len(captured)
     if records:
-        figures["outcomes"] = outcome_figure(summary["outcomes"], summary["failed_by_error"])
+        figures["outcomes"] = outcome_figure(summary.outcomes, summary.failed_by_error)
         figures["latency"] = latency_figure(records)
-    if summary["judged"]:
-        figures["confusion"] = confusion_figure(summary["classes"], summary["confusion"])
+    if summary.judged:
+        figures["confusion"] = confusion_figure(summary.classes, summary.confusion)
     selection = (
         ", ".join(
             s
@@ -1001,7 +735,7 @@ def build_report(
     data = out / "report.json"
     data.write_text(
         json.dumps(
-            {**meta, "summary": summary, "executions": [r.row() for r in records]},
+            {**meta, "summary": summary.to_dict(), "executions": [r.row() for r in records]},
             indent=1,
             default=str,
         )
@@ -1021,51 +755,3 @@ def parse_since(value: str | None) -> datetime | None:
     except ValueError as err:
         raise ReportError(f"--since {value!r}: give 30m, 2h, 1d or an ISO time") from err
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def print_summary(result: ReportResult, console: Console | None = None) -> None:
-    """A few lines: counts, accuracy, where the page is."""
-    console = console or OUT
-    s = result.summary
-    acc = f"{s['accuracy']:.2%} of {s['judged']}" if s["accuracy"] is not None else "n/a"
-    console.print(
-        f"executions {s['executions']} ({s['images']} images): {s['outcomes']}", markup=False
-    )
-    if s["failed_by_error"]:
-        console.print(f"failed by error: {s['failed_by_error']}", markup=False)
-    console.print(
-        f"accuracy {acc}; coverage at {s['threshold']:g}: "
-        f"{s['at_threshold']['coverage']:.1%}; capture records {s['capture_records']}"
-    )
-    console.print(f"report: {result.html}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `scones report`."""
-
-    @app.command("report")
-    def report_cmd(
-        out: Path = typer.Option(
-            None, "--out", help="Folder for index.html, report.json, PNGs (default <state>/report)."
-        ),
-        name_prefix: str = typer.Option(
-            None, "--name-prefix", help="Only executions whose name starts with this."
-        ),
-        since: str = typer.Option(
-            None, "--since", help="Only executions started since: 30m, 2h, 1d or an ISO time."
-        ),
-        limit: int = typer.Option(None, "--limit", min=1, help="Only the newest N executions."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    ) -> None:
-        """Write the report: confidence over time, outcomes, accuracy, latency, rejected images."""
-        with OUT.status("reading executions and data capture ..."):
-            result = build_report(out, name_prefix, parse_since(since), limit)
-        if as_json:
-            print(
-                json.dumps(
-                    {"html": str(result.html), "json": str(result.json), **result.summary},
-                    default=str,
-                )
-            )
-            return
-        print_summary(result)

@@ -14,13 +14,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import typer
 from rich.console import Console
 
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, config, imported
 
 LOG = logging.getLogger(__name__)
 OUT = Console(stderr=True)
@@ -183,12 +182,10 @@ def emulator_env() -> dict[str, str]:
     shutil.rmtree(tmp, ignore_errors=True)  # per-run scratch (S3 object files); the cache is kept
     for sub in ("fs", "tmp", "lambda"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    from scones import byo  # services imported projects use outlive a restart
-
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))
     }
-    services = dict.fromkeys([*config.EMULATOR_SERVICES.split(","), *byo.imported_services()])
+    services = dict.fromkeys([*config.EMULATOR_SERVICES.split(","), *imported.services()])
     env.update(
         OVERRIDE_IN_DOCKER="0",  # this box has /.dockerenv, but LocalStack runs on the host
         GATEWAY_SERVER="hypercorn",  # the default server binds 0.0.0.0
@@ -234,11 +231,9 @@ def _command(component: Component) -> tuple[list[str], dict[str, str]]:
     if component.name == "emulator":
         python = config.EMULATOR_VENV / "bin" / "python"
         return [str(python), "-m", "localstack.runtime.main"], emulator_env()
-    from scones import byo  # endpoint names of imported projects outlive a server restart
-
     env = dict(os.environ)
     env.setdefault("AWS_ENDPOINT_URL", config.emulator_url())
-    aliases = dict.fromkeys([*config.ENDPOINT_ALIASES, *byo.imported_endpoint_names()])
+    aliases = dict.fromkeys([*config.ENDPOINT_ALIASES, *imported.endpoint_names()])
     env["SCONES_ENDPOINT_ALIASES"] = ",".join(aliases)
     # The stack's endpoint captures, as the course's did; plain `scones serve` does not.
     env.setdefault("SCONES_CAPTURE_ENABLED", "1")
@@ -431,74 +426,6 @@ def down() -> list[str]:
     return [c.name for c in reversed(components()) if stop(c)]
 
 
-def register(app: typer.Typer) -> None:
-    """Add setup/up/down/status to the CLI."""
-
-    @app.command("setup")
-    def setup_cmd(force: bool = typer.Option(False, help="Reinstall even if up to date.")) -> None:
-        """Install or refresh the emulator's own venv (LocalStack core + our plugin)."""
-        venv = setup_emulator(force=force)
-        OUT.print(f"emulator venv ready: {venv}")
-
-    @app.command("up")
-    def up_cmd(
-        only: list[str] = typer.Option(None, "--only", help="Start just these components."),
-        no_deploy: bool = typer.Option(
-            False, "--no-deploy", help="Do not deploy the workflow once the stack is healthy."
-        ),
-    ) -> None:
-        """Start the local stack (emulator, model server) and deploy the workflow; idempotent."""
-        timings = up(only)
-        OUT.print(f"stack up in {sum(timings.values()):.1f} s")
-        if not only and not no_deploy:
-            from scones import deploy  # the stack is usable right away: Lambdas, state machines
-
-            with OUT.status("deploying the workflow ..."):
-                result = deploy.deploy()
-            OUT.print(f"[green]✓[/green] workflow deployed ({len(result.changed)} changes)")
-            from scones import recovery  # orders cut short by the last stop run again
-
-            with OUT.status("reconciling uploads and interrupted executions ..."):
-                done = recovery.reconcile()
-            if done.redriven or done.started:
-                OUT.print(
-                    f"[green]✓[/green] {len(done.redriven)} interrupted executions redriven, "
-                    f"{len(done.started)} uploads without an execution started"
-                )
-
-    @app.command("down")
-    def down_cmd() -> None:
-        """Stop the local stack: SIGTERM, then SIGKILL after ~10 s; nothing left running."""
-        stopped = down()
-        OUT.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
-
-    @app.command("reset")
-    def reset_cmd(
-        yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
-    ) -> None:
-        """Delete the emulator's saved state (objects, queues, functions, executions) for good."""
-        where = persist_dir()
-        if not yes and not typer.confirm(
-            f"delete every S3 object, queued message, function and execution saved in {where}?"
-        ):
-            raise typer.Exit(1)
-        reset()
-        OUT.print(f"emulator state deleted ({where}); `scones up` starts empty")
-
-    @app.command("status")
-    def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """Each component's pid, url and health."""
-        rows = status()
-        if as_json:
-            print(json.dumps({r.name: asdict(r) for r in rows}, indent=2))
-            return
-        for r in rows:
-            mark = "[green]healthy[/green]" if r.healthy else "[red]down[/red]"
-            OUT.print(f"{r.name:10} {mark:24} pid={r.pid} {r.url}")
-        if not all(r.healthy for r in rows):
-            raise typer.Exit(1)
-
-
 # ------------------------------ Benchmark ------------------------------
 
 BENCH_HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
@@ -589,21 +516,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((config.EMULATOR_HOST, 0))
         return sock.getsockname()[1]
-
-
-def register_bench(bench: typer.Typer) -> None:
-    """Add `scones bench stack`."""
-
-    @bench.command("stack")
-    def bench_stack_cmd(
-        invokes: int = typer.Option(20, help="Warm invokes to time."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        smoke: bool = typer.Option(False, "--smoke", help="Fewer invokes, for CI."),
-    ) -> None:
-        """Emulator cold/warm start and memory, Lambda cold/warm invoke latency."""
-        figures = bench_stack(invokes=3 if smoke else invokes)
-        if as_json:
-            print(json.dumps(figures))
-            return
-        for name, value in figures.items():
-            OUT.print(f"{name:28} {value}")

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -32,10 +31,10 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from local_model.lst import LstEntry, format_lst
-from scones import PROJECT_ROOT, SconesError, config
+from scones import SconesError, UsageError, aws, config
+from scones.aws import BucketError, ensure_bucket
 from scones.dataset import (
     CIFAR100_FINE_NAMES,
     CLASSES_FILE,
@@ -72,13 +71,11 @@ __all__ = [
     "load_lst",
     "load_classes",
     "is_staged",
-    "register",
 ]
 
 LOG = logging.getLogger(__name__)
 ERR = Console(stderr=True)
 
-SHARED_COPY = PROJECT_ROOT.parent / "shared" / "data" / "cifar100-scones"  # suggested when offline
 SEED = 0  # validation split: fixed, so re-staging picks the same images
 CHUNK_BYTES = 1 << 20  # download read size; 1 MiB keeps the progress bar smooth at 160 MB
 HTTP_TIMEOUT = 30.0  # seconds without a byte before a download counts as interrupted
@@ -103,12 +100,12 @@ class DownloadInterrupted(StageError):
     """A download stopped before its end; the partial file is kept for a resume."""
 
 
-class BucketError(StageError):
-    """The bucket cannot be reached or created."""
-
-
 class UploadError(StageError):
     """Some objects could not be uploaded."""
+
+
+class NoStagedDataset(StageError, UsageError):
+    """A command needs a dataset, none was given and `scones stage` has not written one."""
 
 
 # ------------------------------ Summary ------------------------------
@@ -277,6 +274,27 @@ def dataset_name(names: Sequence[str]) -> str:
     return f"{len(names)}-classes-{digest}"
 
 
+def default_dataset(classes: Sequence[str] = DEFAULT_CLASSES) -> Path:
+    """Where `scones stage` writes these classes by default: <STATE_DIR>/datasets/<name>."""
+    return config.STATE_DIR / "datasets" / dataset_name(classes)
+
+
+def dataset_or_default(data: str | Path | None, option: str = "--data") -> Path:
+    """``data`` as given, else the default staged dataset; NoStagedDataset when there is none.
+
+    The CLI's data options default here, never to a copy beside the repository.
+    """
+    if data:
+        return Path(data)
+    folder = default_dataset()
+    if not is_staged(folder):
+        raise NoStagedDataset(
+            f"no dataset given and none staged at {folder}; run `scones stage` (add --source PATH "
+            f"offline) or pass {option} FOLDER"
+        )
+    return folder
+
+
 def normalize_prefix(prefix: str) -> str:
     """`a/b` -> `a/b/`; `` and `/` -> `` (bucket root)."""
     prefix = prefix.strip("/")
@@ -354,10 +372,7 @@ def fetch(
 
 
 def _offline_hint() -> str:
-    if SHARED_COPY.is_dir():  # relative when run inside the repo, as the README shows it
-        inside = Path.cwd().resolve().is_relative_to(PROJECT_ROOT)
-        return os.path.relpath(SHARED_COPY) if inside else str(SHARED_COPY)
-    return "cifar-100-python.tar.gz"
+    return "cifar-100-python.tar.gz, its extracted folder or a staged folder"
 
 
 def _download_once(url: str, part: Path, progress: bool) -> None:
@@ -556,58 +571,8 @@ def _commit(tmp: Path, out: Path) -> None:
 
 
 def s3_client(workers: int = UPLOAD_WORKERS):  # noqa: ANN201 - boto3 client type is dynamic
-    """A boto3 S3 client; AWS_ENDPOINT_URL (the emulator) or real S3, unchanged."""
-    import boto3
-    from botocore.config import Config
-
-    config.apply_target_env()  # local target: the emulator, even when called as a library
-    cfg = Config(
-        max_pool_connections=workers,
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
-    )
-    return boto3.client("s3", region_name=config.REGION, config=cfg)
-
-
-def ensure_bucket(s3, bucket: str) -> bool:  # noqa: ANN001
-    """Create the bucket when it is missing; True when created. Raises BucketError."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    where = s3.meta.endpoint_url
-    try:
-        s3.head_bucket(Bucket=bucket)
-        return False
-    except ClientError as err:
-        code = str(err.response.get("Error", {}).get("Code"))
-        if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise BucketError(
-                f"cannot use bucket {bucket!r} at {where}: {code}; pass --bucket NAME of a bucket "
-                "you own"
-            ) from err
-    except BotoCoreError as err:
-        raise BucketError(
-            f"cannot reach S3 at {where} ({err}); run `scones up` or check AWS_ENDPOINT_URL, "
-            "or pass --no-upload"
-        ) from err
-    kwargs: dict = {"Bucket": bucket}
-    if config.REGION != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.REGION}
-    try:
-        s3.create_bucket(**kwargs)
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        if error.get("Code") in ("BucketAlreadyOwnedByYou",):
-            return False
-        raise BucketError(
-            f"cannot create bucket {bucket!r}: {error.get('Code')} "
-            f"{str(error.get('Message', '')).rstrip('.')}; "
-            "pass --bucket NAME (3-63 lowercase letters, digits, dots, hyphens)"
-        ) from err
-    except BotoCoreError as err:
-        raise BucketError(f"cannot create bucket {bucket!r} at {where}: {err}") from err
-    LOG.info("created bucket %s", bucket)
-    return True
+    """A boto3 S3 client for the upload threads; AWS_ENDPOINT_URL (the emulator) or real S3."""
+    return aws.s3_client(workers)
 
 
 def _managed(key: str, prefix: str) -> bool:
@@ -703,82 +668,3 @@ def upload_folder(
 
 
 # ------------------------------ CLI ------------------------------
-
-
-def print_summary(summary: StageSummary, console: Console | None = None) -> None:
-    """A table of counts per split and class, then bytes, upload counts and time."""
-    console = console or Console()
-    splits = [s for s in SPLITS if summary.counts.get(s)]
-    table = Table(title=f"staged {summary.name} from {summary.source_kind} {summary.source}")
-    for col in ("label", "class", "fine label", *splits):
-        table.add_column(col, justify="right" if col != "class" else "left")
-    for c in summary.classes:
-        row = [str(c["label"]), c["name"], str(c["fine_label"])]
-        table.add_row(*row, *(str(c["counts"].get(s, 0)) for s in splits))
-    table.add_row("", "total", "", *(str(summary.counts[s]) for s in splits), end_section=True)
-    console.print(table)
-    console.print(f"folder: {summary.out} ({summary.bytes / 1e6:.1f} MB)")
-    if summary.bucket:
-        console.print(
-            f"bucket: {summary.s3_uri}  uploaded {summary.uploaded} "
-            f"({summary.uploaded_bytes / 1e6:.1f} MB), skipped {summary.skipped} already there"
-            + (f", deleted {summary.deleted} stale" if summary.deleted else "")
-        )
-    else:
-        console.print("bucket: not uploaded (--no-upload)")
-    console.print(f"time: {summary.seconds:.1f} s")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `scones stage` to the CLI."""
-
-    @app.command("stage")
-    def stage_command(
-        source: str = typer.Option(
-            None,
-            "--source",
-            help="URL or path: a CIFAR-100 python tarball, its extracted folder, "
-            "or a staged folder of PNGs with train.lst/test.lst "
-            "(default: SCONES_DATASET_URL, the official CIFAR-100 URL).",
-        ),
-        classes: str = typer.Option(
-            ",".join(DEFAULT_CLASSES),
-            "--classes",
-            help="Comma-separated CIFAR-100 fine names (order = labels 0..N-1), or `vehicles`.",
-        ),
-        bucket: str = typer.Option(
-            None, "--bucket", help="S3 bucket (default: SCONES_BUCKET, scones-data)."
-        ),
-        prefix: str = typer.Option(
-            None, "--prefix", help="S3 key prefix (default: datasets/<name>/)."
-        ),
-        out: Path = typer.Option(
-            None, "--out", help="Staged folder (default: <state>/datasets/<name>)."
-        ),
-        validation_fraction: float = typer.Option(
-            0.0,
-            "--validation-fraction",
-            min=0.0,
-            max=0.99,
-            help=f"Share of each class's train images moved to validation (seed {SEED}).",
-        ),
-        md5: str = typer.Option(None, "--md5", help="Expected MD5 of a non-official tarball."),
-        no_upload: bool = typer.Option(False, "--no-upload", help="Only write the local folder."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    ) -> None:
-        """Extract CIFAR-100, transform it to SageMaker's .lst + PNG format, load it into S3."""
-        summary = stage(
-            source,
-            classes,
-            bucket,
-            prefix,
-            out,
-            upload=not no_upload,
-            validation_fraction=validation_fraction,
-            md5=md5,
-            progress=True,
-        )
-        if as_json:
-            typer.echo(json.dumps(summary.to_dict(), indent=2))
-        else:
-            print_summary(summary)

@@ -8,21 +8,24 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from scones import config
-from scones.report import (
+from scones import config, stack
+from scones.aws import names
+from scones.executions import (
     OUTCOMES,
     ExecutionRecord,
     RecordCache,
+    history,
+    record_from_history,
+    state_visits,
+)
+from scones.report import (
     clients,
     collect,
     confidence_figure,
     deployed_threshold,
     ground_truth,
-    history,
     image_machine_arn,
-    record_from_history,
     redact,
-    state_visits,
     threshold_effect,
 )
 
@@ -102,7 +105,7 @@ class ExecutionDetail:
 def execution_detail(c, arn: str, truth: dict[str, str] | None = None) -> ExecutionDetail:
     """DescribeExecution + history: each state's input, output, attempts and errors."""
     described = c.sfn.describe_execution(executionArn=arn)
-    events = history(c, arn)
+    events = history(c.sfn, arn)
     record = record_from_history(described, events)
     record.truth = (truth or {}).get(record.s3_key or "")
     states = []
@@ -223,8 +226,6 @@ def queue_url(c, name: str) -> str | None:
 
 def review_queue(c, peek: int = PEEK_MAX) -> dict:
     """The review queue's depth and a peek at its messages (left in the queue: visibility 0)."""
-    from scones.deploy import names
-
     url = queue_url(c, names().review_queue)
     if url is None:
         return {"url": None, "depth": 0, "in_flight": 0, "messages": []}
@@ -268,8 +269,6 @@ def stack_health(c) -> list[dict]:
     """Each part the workflow needs: up or not, and a detail line."""
     rows = []
     if config.TARGET == "local":
-        from scones import stack
-
         for s in stack.status():
             rows.append({"part": s.name, "ok": s.healthy, "detail": s.url})
         health = _get_json(config.model_url() + "/health")
@@ -297,8 +296,6 @@ def stack_health(c) -> list[dict]:
         rows.append({"part": "threshold", "ok": True, "detail": f"{deployed_threshold(c):g}"})
     except Exception as err:
         rows.append({"part": "threshold", "ok": False, "detail": str(err)})
-    from scones.deploy import names
-
     for label, name in (
         ("review queue", names().review_queue),
         ("notifications queue", names().notifications_queue),

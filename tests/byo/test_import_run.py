@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scones import byo, config
+from scones import aws, byo, config
 from scones import stack as stack_module
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ def test_course_project_runs_unchanged_and_labels_the_image(
 
 def _start_and_wait(name: str, event: dict, seconds: float = 120) -> byo.Execution:
     """One execution started with StartExecution itself, as a user on the console would."""
-    sfn = byo.AccountClients(ACCOUNT, REGION)("stepfunctions")
+    sfn = aws.AccountClients(ACCOUNT, REGION)("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}",
         input=json.dumps(event),
@@ -137,12 +137,12 @@ def _start_and_wait(name: str, event: dict, seconds: float = 120) -> byo.Executi
 
 def _object(bucket: str, key: str) -> bytes:
     """An object as the user's account reads it."""
-    s3 = byo.AccountClients(ACCOUNT, REGION)("s3")
+    s3 = aws.AccountClients(ACCOUNT, REGION)("s3")
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def test_import_deploys_under_the_definitions_account_and_region(course):
-    clients = byo.AccountClients(ACCOUNT, REGION)
+    clients = aws.AccountClients(ACCOUNT, REGION)
     described = clients("stepfunctions").describe_state_machine(
         stateMachineArn=course.state_machine_arn
     )
@@ -154,7 +154,7 @@ def test_import_deploys_under_the_definitions_account_and_region(course):
         arn = clients("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
         assert arn == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         assert f"{arn}:$LATEST" in DEFINITION.read_text()
-    other = byo.AccountClients(config.ACCOUNT_ID, REGION)("lambda")
+    other = aws.AccountClients(config.ACCOUNT_ID, REGION)("lambda")
     with pytest.raises(other.exceptions.ResourceNotFoundException):
         other.get_function(FunctionName="classifyImage")
 
@@ -162,7 +162,7 @@ def test_import_deploys_under_the_definitions_account_and_region(course):
 def test_endpoint_name_in_the_code_reaches_the_model_server(course, model_view):
     assert [(u["name"], u["how"]) for u in course.endpoints] == [(ENDPOINT, "assignment")]
     assert ENDPOINT in byo.served_endpoints()
-    clients = byo.AccountClients(ACCOUNT, REGION)
+    clients = aws.AccountClients(ACCOUNT, REGION)
     env = clients("lambda").get_function_configuration(FunctionName="classifyImage")
     assert env["Environment"]["Variables"]["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == model_view.url
 
@@ -407,7 +407,7 @@ def test_sns_task_with_a_topic_arn_as_resource_is_rejected_at_import(stack):
         "available in this region. at /States/Notify Loading Bay/Resource'"
     )
     assert rejected.value.code == "InvalidDefinition"
-    clients = byo.AccountClients(clean, REGION)
+    clients = aws.AccountClients(clean, REGION)
     assert clients("stepfunctions").list_state_machines()["stateMachines"] == []
     assert clients("lambda").list_functions()["Functions"] == []
 
@@ -415,7 +415,7 @@ def test_sns_task_with_a_topic_arn_as_resource_is_rejected_at_import(stack):
 def test_emulator_refuses_what_aws_rejects_as_import_does(stack):
     """LocalStack alone runs a publish.sync Task that AWS refuses; the emulator plugin's fidelity
     patch refuses it with AWS's diagnostic, the same one import's own check gives."""
-    sfn = byo.AccountClients("109876543211", REGION)("stepfunctions")
+    sfn = aws.AccountClients("109876543211", REGION)("stepfunctions")
     definition = {"StartAt": "N", "States": {"N": {
         "Type": "Task", "Resource": "arn:aws:states:::sns:publish.sync", "End": True}}}  # fmt: skip
     diagnostic = (
@@ -435,7 +435,7 @@ def test_every_arn_form_resolves_without_editing_the_definition(stack, confident
     assert (result.account, result.region) == ("210987654321", "eu-west-1")
     assert result.functions["classifyImage"]["qualifiers"] == ["prod"]
     assert result.functions["filterInferences"]["qualifiers"] == ["2"]
-    lam = byo.AccountClients("210987654321", "eu-west-1")("lambda")
+    lam = aws.AccountClients("210987654321", "eu-west-1")("lambda")
     assert lam.get_alias(FunctionName="classifyImage", Name="prod")["FunctionVersion"] == "1"
     versions = lam.list_versions_by_function(FunctionName="filterInferences")["Versions"]
     assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]

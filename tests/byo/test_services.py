@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scones import byo
+from scones import aws, byo, imported
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def labels(emulator):
     """The project imported, and the user's two tables (their own infrastructure on AWS)."""
     result = byo.import_project(PROJECT / "statemachine.json", [PROJECT / "lambdas"],
                                 name="scones-labels")  # fmt: skip
-    dynamodb = byo.AccountClients(ACCOUNT, REGION)("dynamodb")
+    dynamodb = aws.AccountClients(ACCOUNT, REGION)("dynamodb")
     for table, key in (("vehicle-labels", "image"), ("vehicle-runs", "run")):
         if table not in dynamodb.list_tables()["TableNames"]:
             dynamodb.create_table(
@@ -39,7 +39,7 @@ def labels(emulator):
 
 def test_import_finds_the_services_code_and_definition_use(labels):
     assert set(labels.services) == {"lambda", "dynamodb", "cloudwatch"}
-    assert {"dynamodb", "cloudwatch"} <= set(byo.imported_services())  # kept for restarts
+    assert {"dynamodb", "cloudwatch"} <= set(imported.services())  # kept for restarts
     uses = byo.source_services(PROJECT / "lambdas" / "recordLabel.py")
     assert [(u.service, u.where.rsplit(":", 1)[1]) for u in uses] == [
         ("dynamodb", "4"), ("cloudwatch", "5")
@@ -59,7 +59,7 @@ def test_run_writes_dynamodb_and_cloudwatch_offline(labels):
     assert execution.status == "SUCCEEDED", execution.described.get("cause")
     output = json.loads(execution.described["output"])
     assert output["recorded"] == [{"image": i["image"], "stored": True} for i in event["labels"]]
-    clients = byo.AccountClients(ACCOUNT, REGION)
+    clients = aws.AccountClients(ACCOUNT, REGION)
     dynamodb = clients("dynamodb")
     run = dynamodb.get_item(TableName="vehicle-runs", Key={"run": {"S": "run-1"}})["Item"]
     assert run["status"] == {"S": "DONE"}
@@ -79,12 +79,12 @@ def test_one_failed_child_fails_the_map_and_its_catch_marks_the_run(labels):
     assert execution.status == "SUCCEEDED", execution.described.get("cause")
     output = json.loads(execution.described["output"])
     assert output["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
-    dynamodb = byo.AccountClients(ACCOUNT, REGION)("dynamodb")
+    dynamodb = aws.AccountClients(ACCOUNT, REGION)("dynamodb")
     run = dynamodb.get_item(TableName="vehicle-runs", Key={"run": {"S": "run-2"}})["Item"]
     assert run["status"] == {"S": "FAILED"}
     started = next(e for e in execution.events if e["type"] == "MapRunStarted")
     run_arn = started["mapRunStartedEventDetails"]["mapRunArn"]
-    children = byo.AccountClients(ACCOUNT, REGION)("stepfunctions").list_executions(
+    children = aws.AccountClients(ACCOUNT, REGION)("stepfunctions").list_executions(
         mapRunArn=run_arn
     )["executions"]
     assert sorted(c["status"] for c in children) == ["FAILED", "SUCCEEDED", "SUCCEEDED"]
@@ -100,6 +100,6 @@ def test_a_service_that_cannot_run_here_is_refused_at_import(emulator):
         "(/States/Mark Run Done/Resource): LocalStack's Kinesis runs kinesis-mock, which it "
         "downloads at first use"
     )
-    clients = byo.AccountClients(clean, REGION)
+    clients = aws.AccountClients(clean, REGION)
     assert clients("stepfunctions").list_state_machines()["stateMachines"] == []
     assert clients("lambda").list_functions()["Functions"] == []

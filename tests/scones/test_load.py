@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from scones import config
+from scones.executions import TERMINAL, list_executions
 from scones.load import (
     BAD_KINDS,
     MISSING_PREFIX,
@@ -21,7 +22,7 @@ from scones.load import (
     summarize,
     synthetic_vehicles,
 )
-from scones.report import TERMINAL, clients, image_machine_arn, list_executions
+from scones.report import clients, image_machine_arn
 
 sys.path.insert(0, os.path.dirname(__file__))  # pytest's importlib mode adds no test folder
 from workflow_stack import deployed_workflow, stage_test_data  # noqa: E402

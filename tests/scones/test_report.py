@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scones.executions import record_from_history
 from scones.load import run_load
 from scones.report import (
     ExecutionRecord,
+    ReportSummary,
     build_report,
     parse_capture_line,
     parse_since,
-    record_from_history,
     render_html,
     summarize,
     threshold_effect,
@@ -49,14 +50,15 @@ def report(small_run, tmp_path_factory):
 def test_report_counts_every_execution_of_the_selection(small_run, report):
     summary, _ = small_run
     data = json.loads(report.json.read_text())
-    s = data["summary"]
-    assert s["executions"] == RUN == len(data["executions"])
-    assert s["outcomes"]["running"] == 0
-    assert s["outcomes"]["succeeded"] == summary.succeeded
-    assert s["outcomes"]["review"] == summary.reviewed
-    assert s["outcomes"]["not_a_two_wheeler"] == summary.not_a_two_wheeler
-    assert s["outcomes"]["failed"] == summary.failed
-    assert s["failed_by_error"] == summary.failed_by_error
+    s = ReportSummary(**data["summary"])  # report.json holds the typed summary, whole
+    assert s == report.summary
+    assert s.executions == RUN == len(data["executions"])
+    assert s.outcomes["running"] == 0
+    assert s.outcomes["succeeded"] == summary.succeeded
+    assert s.outcomes["review"] == summary.reviewed
+    assert s.outcomes["not_a_two_wheeler"] == summary.not_a_two_wheeler
+    assert s.outcomes["failed"] == summary.failed
+    assert s.failed_by_error == summary.failed_by_error
 
 
 def test_report_knows_the_truth_of_staged_images_and_scores_it(small_run, report):
@@ -68,14 +70,14 @@ def test_report_knows_the_truth_of_staged_images_and_scores_it(small_run, report
         assert row["truth"] == truth[row["s3_key"]]
         assert row["correct"] == (row["label"] == row["truth"])
     accuracy = sum(r["correct"] for r in judged) / len(judged)
-    assert report.summary["judged"] == len(judged)
-    assert report.summary["accuracy"] == pytest.approx(accuracy)
-    matrix = report.summary["confusion"]
+    assert report.summary.judged == len(judged)
+    assert report.summary.accuracy == pytest.approx(accuracy)
+    matrix = report.summary.confusion
     assert sum(map(sum, matrix)) == len(judged)
 
 
 def test_report_has_latency_per_step_from_the_histories(report):
-    latency = report.summary["latency_s"]
+    latency = report.summary.latency_s
     for state in ("SerializeImageData", "(execution)"):
         assert latency[state]["n"] > 0
         assert 0 < latency[state]["p50"] <= latency[state]["max"]
@@ -226,7 +228,7 @@ def test_a_low_confidence_history_is_a_review_with_its_label():
     assert r.s3_key == "k.png" and r.image == b"img"
     assert r.retries == 1 and r.steps["ClassifyImage"] == pytest.approx(0.050)
     s = summarize([r], 0.93)
-    assert s["outcomes"]["review"] == 1 and s["retries"] == 1
+    assert s.outcomes["review"] == 1 and s.retries == 1
 
 
 def test_not_a_two_wheeler_is_its_own_outcome_in_the_report():
@@ -254,8 +256,8 @@ def test_not_a_two_wheeler_is_its_own_outcome_in_the_report():
     assert [r.outcome for r in records] == ["not_a_two_wheeler", "review", "failed"]
     assert records[0].failed_state == "FilterInferences"
     s = summarize(records, 0.93)
-    assert s["outcomes"]["not_a_two_wheeler"] == 1 and s["outcomes"]["review"] == 1
-    assert s["failed_by_error"] == {"NotAnImage": 1}
+    assert s.outcomes["not_a_two_wheeler"] == 1 and s.outcomes["review"] == 1
+    assert s.failed_by_error == {"NotAnImage": 1}
     meta = {"generated": "2026-01-01T00:00:00Z", "target": "local", "selection": "all",
             "confidence_source": "executions"}  # fmt: skip
     page = render_html(s, records, {}, meta)
@@ -290,10 +292,10 @@ def test_summary_scores_only_images_with_a_known_truth():
         ExecutionRecord("c", "c", "FAILED", start, start, s3_key="3", error="NotAnImage"),
     ]
     s = summarize(records, 0.93)
-    assert s["judged"] == 2 and s["accuracy"] == 0.5
-    assert s["classes"] == ["bicycle", "motorcycle"]
-    assert s["confusion"] == [[1, 0], [1, 0]]
-    assert s["failed_by_error"] == {"NotAnImage": 1}
+    assert s.judged == 2 and s.accuracy == 0.5
+    assert s.classes == ["bicycle", "motorcycle"]
+    assert s.confusion == [[1, 0], [1, 0]]
+    assert s.failed_by_error == {"NotAnImage": 1}
 
 
 def test_since_accepts_durations_and_iso_times():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scones import PROJECT_ROOT, config, stage
+from scones import PROJECT_ROOT, aws, config, stage
 from scones.dataset import (
     CIFAR100_FINE_NAMES,
     MARKER,
@@ -429,7 +429,7 @@ def test_unreachable_s3_fails_before_staging(cifar, tmp_path, monkeypatch):
     endpoint = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     out = tmp_path / "out"
-    with pytest.raises(stage.BucketError, match=f"cannot reach S3 at {endpoint} .*scones up"):
+    with pytest.raises(aws.Unreachable, match=f"cannot reach S3 at {endpoint} .*scones up"):
         stage.stage(cifar.tarball, bucket="scones-data", out=out)
     assert_nothing_left(out)
 

@@ -589,6 +589,17 @@ def test_scones_batch_prints_the_summary_as_json(deployed, clients, confident_im
     assert result["summary"]["outcomes"]["succeeded"] == 3
 
 
+def test_scones_run_exits_1_when_the_workflow_says_no(deployed, tmp_path):
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("not a picture")
+
+    done = _cli("run", str(not_an_image), "--json")
+
+    assert done.returncode == 1, done.stderr  # the workflow said no: not a usage error (2)
+    result = json.loads(done.stdout)
+    assert (result["status"], result["error"]) == ("FAILED", "NotAnImage")
+
+
 def test_scones_run_before_deploy_says_what_to_do(emulator, monkeypatch):
     monkeypatch.setenv("SCONES_RESOURCE_PREFIX", "scones-never-deployed")
 
