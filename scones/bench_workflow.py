@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import typer
 from rich.console import Console
 
 from scones import SconesError, config
-from scones.deploy import Clients
-from scones.report import TERMINAL, outcome_of
+from scones.aws import Clients
+from scones.executions import TERMINAL, outcome_of
 from scones.workflow import image_input, start, state_machine_arn, wait
 
 OUT = Console(stderr=True)
@@ -395,103 +394,44 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
 
 
-def _print(result: dict) -> None:
-    OUT.print(
-        f"path {result['path']} (data {result['data']}), speedups "
-        f"{'on' if result['speedups'] else 'off'}, load average {result['loadavg']}"
-    )
-    if "warmup_events" in result:
-        OUT.print(
-            f"warm-up: {result['warmup_executions_per_s']} executions/s over "
-            f"{result['warmup_events']} events; outcomes {result['warmup_outcomes']}"
-        )
-    OUT.print(
-        f"latency (warm, {result['latency_runs']} runs): p50 {result['p50_ms']} ms, "
-        f"p95 {result['p95_ms']} ms (server-side p50 {result['server_p50_ms']} ms); "
-        f"outcomes {result['latency_outcomes']}"
-    )
-    OUT.print(
-        f"throughput: {result['executions_per_s']} executions/s over {result['events']} events; "
-        f"outcomes {result['outcomes']}; still running {result['still_running']}, "
-        f"lost {result['lost']}"
-    )
-    for variant, ratio in (("stock", "ratio_vs_stock"), ("no_persistence", "persistence_cost")):
-        other = result.get(variant)
-        if other and "error" in other:
-            OUT.print(f"{variant}: not measured: {other['error']}", markup=False)
-        elif other:
-            OUT.print(
-                f"{variant}: {other['executions_per_s']} executions/s, p50 {other['p50_ms']} ms, "
-                f"outcomes {other['outcomes']}, still running {other['still_running']}, lost "
-                f"{other['lost']}; {ratio} {result[ratio]}"
-            )
+def bench_with_second_stacks(
+    smoke: bool,
+    events: int | None,
+    warmup_events: int | None,
+    data: Path | None,
+    path: str,
+    seed: int,
+    baseline: bool,
+    no_persistence: bool,
+) -> dict:
+    """The bench, then (when asked) the same events on a stock stack and one without persistence.
 
-
-def register_bench(bench: typer.Typer) -> None:
-    """Add `scones bench workflow`."""
-
-    @bench.command("workflow")
-    def bench_workflow_cmd(
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        smoke: bool = typer.Option(False, "--smoke", help="A quick run (< 60 s), fewer events."),
-        events: int = typer.Option(None, help="S3 events for the throughput part (default 1000)."),
-        warmup_events: int = typer.Option(
-            None, help="Events run first, reported apart (default: the test split once; 0: none)."
-        ),
-        data: Path = typer.Option(
-            None,
-            "--data",
-            help="A staged dataset (test.lst + test/); default: the one `scones stage` writes.",
-        ),
-        path: str = typer.Option(
-            "mix",
-            "--path",
-            help="mix: the test split in order (~85 % succeed, ~15 % review) plus 10 % bad "
-            "inputs; success / review: only the images that took that path in the warm-up.",
-        ),
-        seed: int = typer.Option(0, help="Where the bad inputs go in the mix."),
-        baseline: bool = typer.Option(
-            False,
-            "--baseline",
-            help="Also run the same events on a second stack with the speedups off "
-            "(SCONES_EMULATOR_SPEEDUPS=0): ratio_vs_stock.",
-        ),
-        no_persistence: bool = typer.Option(
-            False,
-            "--no-persistence",
-            help="Also run them on a second stack without persistence: persistence_cost.",
-        ),
-    ) -> None:
-        """Executions/s over S3 events on the path real orders take, warm p50/p95, outcomes."""
-        if path not in PATHS:
-            raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
-        data = data or default_data()
-        result = bench_workflow(smoke, events, warmup_events, data, path, seed)
-        args = ["--data", str(data), "--path", path, "--seed", str(seed)]
-        args += ["--events", str(result["events"])]
-        args += ["--warmup-events", str(result.get("warmup_events", 0))]
-        args += ["--smoke"] if smoke else []
-        timeout = 900 if smoke else 3600
-        # a second stack that fails is reported beside the figures already measured
-        for wanted, variant, ratio in (
-            (baseline, "stock", "ratio_vs_stock"),
-            (no_persistence, "no_persistence", "persistence_cost"),
-        ):
-            if not wanted:
-                continue
-            try:
-                other = result[variant] = second_stack(variant, args, timeout)
-            except BenchError as err:
-                result[variant], result[ratio] = {"error": str(err)}, None
-                continue
-            if variant == "stock":
-                result[ratio] = _ratio(result["executions_per_s"], other["executions_per_s"])
-            else:
-                mine, theirs = result["executions_per_s"], other["executions_per_s"]
-                result[ratio] = round(1 - mine / theirs, 3) if theirs else None
-        if as_json:
-            print(json.dumps(result, indent=2))
+    A second stack that fails is reported beside the figures already measured (its "error").
+    """
+    if path not in PATHS:
+        raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+    data = data or default_data()
+    result = bench_workflow(smoke, events, warmup_events, data, path, seed)
+    args = ["--data", str(data), "--path", path, "--seed", str(seed)]
+    args += ["--events", str(result["events"])]
+    args += ["--warmup-events", str(result.get("warmup_events", 0))]
+    args += ["--smoke"] if smoke else []
+    timeout = 900 if smoke else 3600
+    # a second stack that fails is reported beside the figures already measured
+    for wanted, variant, ratio in (
+        (baseline, "stock", "ratio_vs_stock"),
+        (no_persistence, "no_persistence", "persistence_cost"),
+    ):
+        if not wanted:
+            continue
+        try:
+            other = result[variant] = second_stack(variant, args, timeout)
+        except BenchError as err:
+            result[variant], result[ratio] = {"error": str(err)}, None
+            continue
+        if variant == "stock":
+            result[ratio] = _ratio(result["executions_per_s"], other["executions_per_s"])
         else:
-            _print(result)
-        if any("error" in result.get(v, {}) for v in VARIANTS):
-            raise typer.Exit(1)
+            mine, theirs = result["executions_per_s"], other["executions_per_s"]
+            result[ratio] = round(1 - mine / theirs, 3) if theirs else None
+    return result

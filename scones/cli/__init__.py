@@ -13,8 +13,9 @@ from rich.markup import escape
 
 from cloud import CloudError
 from local_model import LocalModelError
-from scones import SconesError, StackDown, UsageError, bench_workflow, config
+from scones import SconesError, StackDown, UsageError, config
 from scones.cli import (
+    bench_workflow,
     byo,
     containers,
     demo,
