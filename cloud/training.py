@@ -50,7 +50,12 @@ PYTORCH_PROGRAM = "local_model/train.py"
 # The files sourcedir.tar.gz holds: the entry point and what it imports, nothing else (no
 # server, no scones core, no committed model). tests/local_model/test_train_sagemaker.py runs
 # the script from an unpacked copy, so a missing import fails there.
-SOURCE_FILES = ("local_model/__init__.py", PYTORCH_PROGRAM, "local_model/preprocess.py")
+SOURCE_FILES = (
+    "local_model/__init__.py",
+    PYTORCH_PROGRAM,
+    "local_model/preprocess.py",
+    "local_model/lst.py",
+)
 DATASET_CHANNEL = "dataset"  # the PyTorch job reads the staged folder from SM_CHANNEL_DATASET
 POLL_SECONDS = 30.0  # DescribeTrainingJob interval while waiting
 
