@@ -21,6 +21,7 @@ from rich.console import Console
 from scones import SconesError, config
 from scones.aws import Clients
 from scones.executions import TERMINAL, outcome_of
+from scones.stage import default_dataset
 from scones.workflow import image_input, start, state_machine_arn, wait
 
 OUT = Console(stderr=True)
@@ -52,13 +53,6 @@ class Event:
     kind: str
     name: str
     body: bytes
-
-
-def default_data() -> Path:
-    """Where `scones stage` writes the default dataset."""
-    from scones.load import DEFAULT_DATASET
-
-    return config.STATE_DIR / "datasets" / DEFAULT_DATASET
 
 
 def test_split(data: Path) -> list[Event]:
@@ -301,7 +295,7 @@ def bench_workflow(
 
     if path not in PATHS:
         raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
-    data = Path(data) if data else default_data()
+    data = Path(data) if data else default_dataset()
     images = test_split(data)  # before deploying: a missing dataset is a quick, named error
     began = time.monotonic()
     load_before = os.getloadavg()
@@ -410,7 +404,7 @@ def bench_with_second_stacks(
     """
     if path not in PATHS:
         raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
-    data = data or default_data()
+    data = data or default_dataset()
     result = bench_workflow(smoke, events, warmup_events, data, path, seed)
     args = ["--data", str(data), "--path", path, "--seed", str(seed)]
     args += ["--events", str(result["events"])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import statistics
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from scones import PROJECT_ROOT, SconesError, config, workflow
+from scones.stage import default_dataset
 
 BUILD_TIMEOUT_S = 1800  # a cold build installs LocalStack and onnxruntime from PyPI
 UP_TIMEOUT_S = 900  # the first `up` may download CIFAR-100
@@ -85,7 +87,7 @@ def bench_compose(data_dir: Path | None, runs: int = 20, cold: bool = True) -> d
         t = time.monotonic()
         compose(project, env, "up", "-d", "--wait", timeout=UP_TIMEOUT_S)
         figures["up_s"] = round(time.monotonic() - t, 1)
-        image = _bench_image()
+        image = _bench_image(data_dir)
         t = time.monotonic()
         first = workflow.run_image(str(image))
         figures["first_execution_ms"] = round((time.monotonic() - t) * 1000, 1)
@@ -108,11 +110,24 @@ def _ended(outcome) -> str:
     return f"{outcome.status} ({outcome.error})" if outcome.error else outcome.status
 
 
-def _bench_image() -> Path:
-    """The workflow benchmark's image (a shared test image, else a generated one), as a file."""
-    from scones.bench_workflow import _bench_image as bench_image
+def _bench_image(data_dir: Path | None) -> Path:
+    """The first test image of data_dir (when staged) or of the default staged dataset, else a
+    generated PNG, as a file."""
+    from scones.bench_workflow import BenchError, test_split
 
-    name, data = bench_image()
+    for folder in ([Path(data_dir)] if data_dir else []) + [default_dataset()]:
+        try:
+            first = test_split(folder)[0]
+            name, data = first.name, first.body
+            break
+        except BenchError:
+            continue
+    else:  # nothing staged on the host: the deployer staged inside its container
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), (200, 30, 30)).save(buffer, "PNG")
+        name, data = "synthetic.png", buffer.getvalue()
     path = config.STATE_DIR / "bench" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
