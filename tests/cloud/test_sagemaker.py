@@ -227,7 +227,7 @@ def test_failed_training_job_reports_sagemakers_reason(stubs, settings) -> None:
 
 def _fake_project(root: Path) -> Path:
     (root / "local_model").mkdir(parents=True)
-    for name in ("__init__.py", "train.py", "preprocess.py", "serve.py"):
+    for name in ("__init__.py", "train.py", "preprocess.py", "lst.py", "serve.py"):
         (root / "local_model" / name).write_text(f"print({name!r})\n")
     (root / "local_model" / "default").mkdir()
     (root / "local_model" / "default" / "model.onnx").write_bytes(b"\0" * 64)
@@ -311,6 +311,7 @@ def test_source_dir_is_reproducible_and_holds_script_and_requirements(tmp_path) 
     # the entry point and its imports only: no server, no scones core, no committed model
     assert names == [
         "local_model/__init__.py",
+        "local_model/lst.py",
         "local_model/preprocess.py",
         "local_model/train.py",
         "requirements.txt",
