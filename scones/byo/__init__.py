@@ -13,9 +13,10 @@ to the emulator *unchanged*:
   functions get ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``;
 - the buckets and keys in the events are created and filled with the staged dataset.
 
-Before anything is deployed the definition is checked like CreateStateMachine does on AWS
-(https://docs.aws.amazon.com/step-functions/latest/apireference/API_CreateStateMachine.html):
-what LocalStack accepts but AWS rejects is refused here with AWS's message (see ``validate``).
+Before anything is deployed the target checks the definition (ValidateStateMachineDefinition, see
+``check_definition``): the emulator plugin's fidelity patch refuses what AWS's CreateStateMachine
+refuses and LocalStack accepts, with AWS's message
+(https://docs.aws.amazon.com/step-functions/latest/apireference/API_CreateStateMachine.html).
 """
 
 from __future__ import annotations
@@ -25,17 +26,23 @@ from scones.byo.definition import (
     function_refs,
     load_definition,
     parse_function_name,
-    validate,
 )
 from scones.byo.errors import (
     ByoError,
+    ByoUsageError,
     DefinitionRejected,
     NotImported,
     ServiceUnavailable,
     UnmappedFunction,
 )
 from scones.byo.execute import Execution, execute
-from scones.byo.importer import ImportResult, import_project, runtime_interpreters, served_endpoints
+from scones.byo.importer import (
+    ImportResult,
+    check_definition,
+    import_project,
+    runtime_interpreters,
+    served_endpoints,
+)
 from scones.byo.render import render, short_json
 from scones.byo.sources import (
     ObjectRef,
@@ -51,6 +58,7 @@ from scones.byo.sources import (
 
 __all__ = [
     "ByoError",
+    "ByoUsageError",
     "NotImported",
     "DefinitionRejected",
     "Execution",
@@ -59,6 +67,7 @@ __all__ = [
     "ServiceUnavailable",
     "UnmappedFunction",
     "account_and_region",
+    "check_definition",
     "dataset_prefix",
     "definition_services",
     "endpoint_names",
@@ -76,5 +85,4 @@ __all__ = [
     "served_endpoints",
     "short_json",
     "source_services",
-    "validate",
 ]

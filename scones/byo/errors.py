@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scones import SconesError
+from scones import SconesError, UsageError
 
 
 class ByoError(SconesError):
@@ -18,7 +18,11 @@ class DefinitionRejected(ByoError):
         self.diagnostics = diagnostics
 
 
-class UnmappedFunction(ByoError):
+class ByoUsageError(ByoError, UsageError):
+    """An option or file given to `scones import`/`execute` is unusable as given (exit code 2)."""
+
+
+class UnmappedFunction(ByoUsageError):
     """A function the definition calls has no source file among those given."""
 
 

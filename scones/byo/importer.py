@@ -26,9 +26,8 @@ from scones.byo.definition import (
     function_refs,
     load_definition,
     rejection_message,
-    validate,
 )
-from scones.byo.errors import ByoError, DefinitionRejected, NotImported
+from scones.byo.errors import ByoError, ByoUsageError, DefinitionRejected, NotImported
 from scones.byo.sources import (
     ENDPOINT_NAME,
     EndpointUse,
@@ -56,7 +55,7 @@ LOG = logging.getLogger(__name__)
 def account_clients(account: str, region: str) -> AccountClients:
     """The emulator's clients for the account and region a project's ARNs name."""
     if config.TARGET != "local":
-        raise ByoError(
+        raise ByoUsageError(
             "scones import/execute run a project on the local emulator; unset SCONES_TARGET "
             "(on AWS your project already runs where it is)"
         )
@@ -233,17 +232,14 @@ def import_project(
     try:
         text = definition_path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ByoError(f"cannot read the definition {definition_path}: {err}") from err
+        raise ByoUsageError(f"cannot read the definition {definition_path}: {err}") from err
     definition = load_definition(text)
-    problems = validate(definition)
-    if problems:
-        raise DefinitionRejected(rejection_message(problems), problems)
     refs, dynamic = function_refs(definition)
     found_account, found_region = account_and_region(text, refs)
     account = account or found_account or config.ACCOUNT_ID
     region = region or found_region or config.REGION
     if not re.fullmatch(r"\d{12}", account):
-        raise ByoError(f"account {account!r} is not a 12-digit AWS account id")
+        raise ByoUsageError(f"account {account!r} is not a 12-digit AWS account id")
     name = name or re.sub(r"[^A-Za-z0-9_-]", "-", definition_path.stem)[:80]
     warnings: list[str] = []
     if dynamic:
@@ -274,7 +270,7 @@ def import_project(
         uses += event_endpoint_names(event, str(path), raw)
     for endpoint in endpoints or []:
         if not ENDPOINT_NAME.match(endpoint):
-            raise ByoError(
+            raise ByoUsageError(
                 f"--endpoint {endpoint!r} is not a SageMaker endpoint name (letters, digits and "
                 "hyphens, at most 63, starting with a letter or digit)"
             )
@@ -302,6 +298,7 @@ def import_project(
     services = check_services(service_uses)  # before anything is deployed
     clients = account_clients(account, region)
     clients.check()
+    check_definition(clients, text)  # before anything is deployed
     result = ImportResult(name, account, region, "", text, warnings=warnings)
     result.services = services
     result.services_enabled = enable_services(clients, services)
@@ -349,6 +346,29 @@ def import_project(
     record["dataset"] = str(dataset) if dataset else None
     (_record_dir() / f"{name}.json").write_text(json.dumps(record, indent=1))
     return result
+
+
+def check_definition(clients: AccountClients, text: str) -> None:
+    """The target's CreateStateMachine checks, asked with ValidateStateMachineDefinition.
+
+    The emulator plugin's fidelity patch gives AWS's checks and AWS's message there
+    (``Invalid State Machine Definition: '...'``, one diagnostic); AWS itself answers one
+    diagnostic per problem (code, message, location). DefinitionRejected either way.
+    """
+    answer = clients("stepfunctions").validate_state_machine_definition(
+        definition=text, type="STANDARD", severity="ERROR"
+    )
+    if answer["result"] == "OK":
+        return
+    diagnostics = [
+        f"{d['code']}: {d['message']} at {d['location']}" if d.get("location") else d["message"]
+        for d in answer.get("diagnostics") or []
+    ]
+    if len(diagnostics) == 1 and diagnostics[0].startswith("Invalid State Machine Definition"):
+        raise DefinitionRejected(diagnostics[0], diagnostics)  # already CreateStateMachine's words
+    if not diagnostics:  # LocalStack answers FAIL without a diagnostic on an error of its own
+        diagnostics = ["the emulator refused the definition without saying why (see its log)"]
+    raise DefinitionRejected(rejection_message(diagnostics), diagnostics)
 
 
 def _deploy_state_machine(clients: AccountClients, name: str, text: str, role: str) -> str:
@@ -431,11 +451,11 @@ def read_event_text(path: Path | str) -> tuple[object, str]:
         try:
             raw = Path(path).read_text(encoding="utf-8")
         except OSError as err:
-            raise ByoError(f"cannot read the event {path}: {err}") from err
+            raise ByoUsageError(f"cannot read the event {path}: {err}") from err
     try:
         return json.loads(raw), raw
     except ValueError as err:
-        raise ByoError(f"the event in {source} is not JSON: {err}") from err
+        raise ByoUsageError(f"the event in {source} is not JSON: {err}") from err
 
 
 # ------------------------------ Staging ------------------------------

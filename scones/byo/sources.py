@@ -14,7 +14,7 @@ from scones.aws import (
     AccountClients,
 )
 from scones.byo.definition import STATES_INTEGRATION, iter_states
-from scones.byo.errors import ByoError, ServiceUnavailable, UnmappedFunction
+from scones.byo.errors import ByoUsageError, ServiceUnavailable, UnmappedFunction
 
 # Modules every AWS Python runtime has besides the standard library.
 RUNTIME_MODULES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six",
@@ -55,7 +55,9 @@ def python_files(sources: list[Path]) -> list[Path]:
         elif source.is_file():
             files.append(source)
         else:
-            raise ByoError(f"{source}: no such file or folder (give Lambda .py files or folders)")
+            raise ByoUsageError(
+                f"{source}: no such file or folder (give Lambda .py files or folders)"
+            )
     return list(dict.fromkeys(files))
 
 
@@ -94,7 +96,7 @@ def map_functions(
         file_part, _, handler = spec.partition(":")
         path = Path(file_part)
         if not path.is_file():
-            raise ByoError(f"--function {name}={spec}: no file {path}")
+            raise ByoUsageError(f"--function {name}={spec}: no file {path}")
         mapped[name] = _source(name, path, handler or None, runtimes.get(name, default_runtime))
     missing = []
     for name in names:
@@ -142,13 +144,13 @@ def _source(name: str, path: Path, handler: str | None, runtime: str) -> Functio
                 break
         else:
             if len(functions) != 1:
-                raise ByoError(
+                raise ByoUsageError(
                     f"{path}: cannot tell which function is {name}'s handler "
                     f"({functions or 'none'}); pass --function {name}={path}:HANDLER"
                 )
             handler = functions[0]
     elif handler not in functions and f"def {handler}" not in path.read_text(errors="replace"):
-        raise ByoError(f"{path} has no function {handler!r} (handler of {name})")
+        raise ByoUsageError(f"{path} has no function {handler!r} (handler of {name})")
     return FunctionSource(name, path, module, handler, runtime)
 
 

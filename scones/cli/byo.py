@@ -14,7 +14,7 @@ from scones.byo import (
     import_project,
     render,
 )
-from scones.byo.errors import ByoError
+from scones.byo.errors import ByoUsageError
 
 OUT = Console(stderr=True, soft_wrap=True)  # long ARNs and names stay on one line
 
@@ -26,7 +26,7 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     for value in values or []:
         key, sep, rest = value.partition("=")
         if not sep or not key:
-            raise ByoError(f"{option} expects NAME=VALUE, got {value!r}")
+            raise ByoUsageError(f"{option} expects NAME=VALUE, got {value!r}")
         pairs[key] = rest
     return pairs
 

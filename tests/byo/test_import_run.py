@@ -414,7 +414,7 @@ def test_sns_task_with_a_topic_arn_as_resource_is_rejected_at_import(stack):
 
 def test_emulator_refuses_what_aws_rejects_as_import_does(stack):
     """LocalStack alone runs a publish.sync Task that AWS refuses; the emulator plugin's fidelity
-    patch refuses it with AWS's diagnostic, the same one import's own check gives."""
+    patch refuses it with AWS's diagnostic, and `scones import` passes that answer on, named."""
     sfn = aws.AccountClients("109876543211", REGION)("stepfunctions")
     definition = {"StartAt": "N", "States": {"N": {
         "Type": "Task", "Resource": "arn:aws:states:::sns:publish.sync", "End": True}}}  # fmt: skip
@@ -426,7 +426,21 @@ def test_emulator_refuses_what_aws_rejects_as_import_does(stack):
     answer = sfn.validate_state_machine_definition(definition=json.dumps(definition))
     assert answer["result"] == "FAIL"
     assert diagnostic in json.dumps(answer["diagnostics"])
-    assert byo.validate(definition) == [diagnostic]
+    with pytest.raises(byo.DefinitionRejected) as rejected:
+        byo.check_definition(aws.AccountClients("109876543211", REGION), json.dumps(definition))
+    assert str(rejected.value) == f"Invalid State Machine Definition: '{diagnostic}'"
+    assert rejected.value.code == "InvalidDefinition"
+
+
+def test_every_shipped_variant_but_the_sns_one_passes_the_emulators_checks(stack):
+    clients = aws.AccountClients("109876543211", REGION)
+    for path in sorted(VARIANTS.glob("*.json")):
+        try:
+            byo.check_definition(clients, path.read_text())
+            rejected = False
+        except byo.DefinitionRejected:
+            rejected = True
+        assert rejected == (path.name == "sns_malformed.json"), path.name
 
 
 def test_every_arn_form_resolves_without_editing_the_definition(stack, confident):

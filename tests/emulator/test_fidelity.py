@@ -251,6 +251,92 @@ BAD_DEFINITIONS = [
 ]
 
 
+NOT_RECOGNIZED = (
+    "SCHEMA_VALIDATION_FAILED: The resource provided {} is not recognized. The value is not a "
+    "valid resource ARN, or the resource is not available in this region. at /States/T/Resource"
+)
+NOT_AN_ARN = "SCHEMA_VALIDATION_FAILED: Value is not a valid resource ARN at /States/T/Resource"
+
+
+def _task(resource: object) -> dict:
+    return {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": resource, "End": True}}}
+
+
+def _create_refusal(sfn, definition: dict) -> str:
+    """CreateStateMachine's InvalidDefinition message for ``definition`` (it must refuse it)."""
+    with pytest.raises(sfn.exceptions.InvalidDefinition) as raised:
+        sfn.create_state_machine(
+            name=f"bad-{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::000000000000:role/sfn",
+        )
+    assert raised.value.response["Error"]["Code"] == "InvalidDefinition"
+    return raised.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "arn:aws:sns:us-east-1:123456789012:scones-loading-bay",  # a topic is not a Task resource
+        "arn:aws:states::sns:publish",  # one colon short
+        "arn:aws:states:::sns:publsh",
+        "arn:aws:states:::sns:publish.sync",  # SNS has no .sync pattern
+        "arn:aws:states:::dynamodb:getItem.waitForTaskToken",
+        "arn:aws:lambda:us-east-1:123456789012:function",  # no function name
+        "arn:aws:states:::aws-sdk:s3:getObject.sync",
+    ],
+)
+def test_unrecognized_resources_are_refused_in_aws_words(aws_client, resource):
+    message = _create_refusal(aws_client("stepfunctions"), _task(resource))
+    assert message == f"Invalid State Machine Definition: '{NOT_RECOGNIZED.format(resource)}'"
+
+
+@pytest.mark.parametrize("resource", ["sns:publish", "${NotifyArn}", 42])
+def test_a_resource_that_is_not_an_arn_is_refused(aws_client, resource):
+    message = _create_refusal(aws_client("stepfunctions"), _task(resource))
+    assert message == f"Invalid State Machine Definition: '{NOT_AN_ARN}'"
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "arn:aws:states:::sns:publish",
+        "arn:aws:states:::sns:publish.waitForTaskToken",
+        "arn:aws:states:::lambda:invoke",
+        "arn:aws:states:::states:startExecution.sync:2",
+        "arn:aws:states:::aws-sdk:s3:getObject",
+        "arn:aws:states:::glue:startJobRun.sync",  # not modelled by the patch: LocalStack decides
+        "arn:aws:lambda:us-east-1:123456789012:function:classify:$LATEST",
+        "arn:aws:states:us-east-1:123456789012:activity:review",
+    ],
+)
+def test_resources_aws_accepts_pass_validation(aws_client, resource):
+    sfn = aws_client("stepfunctions")
+    answer = sfn.validate_state_machine_definition(definition=json.dumps(_task(resource)))
+    assert (answer["result"], answer["diagnostics"]) == ("OK", [])
+
+
+def test_missing_transition_target_is_refused_in_branches_too(aws_client):
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": True, "Branches": [
+        {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Gone"}}}]}}}  # fmt: skip
+    assert _create_refusal(aws_client("stepfunctions"), definition) == (
+        "Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: Missing 'Next' target: "
+        "Gone at /States/P/Branches[0]/States/A/Next'"
+    )
+
+
+def test_validate_state_machine_definition_fails_with_the_create_message(aws_client):
+    """ValidateStateMachineDefinition runs the same checks (what `scones import` asks)."""
+    resource = "arn:aws:states:::sns:publish.sync"
+    answer = aws_client("stepfunctions").validate_state_machine_definition(
+        definition=json.dumps(_task(resource))
+    )
+    assert answer["result"] == "FAIL"
+    assert [d["message"] for d in answer["diagnostics"]] == [
+        f"Invalid State Machine Definition: '{NOT_RECOGNIZED.format(resource)}'"
+    ]
+
+
 @pytest.mark.parametrize(("definition", "diagnostic"), BAD_DEFINITIONS)
 def test_plain_boto3_create_state_machine_gets_aws_invalid_definition(
     aws_client, definition, diagnostic

@@ -1,7 +1,7 @@
 """AWS's CreateStateMachine checks that LocalStack skips: a definition AWS refuses is refused here.
 
-A copy of ``scones/byo.py``'s ``validate`` (the plugin imports nothing from ``scones``; the copy
-there goes when `scones import` relies on this patch). Messages are AWS's, e.g.
+The one home of these checks: `scones import` asks the emulator (ValidateStateMachineDefinition)
+rather than checking on its own. Messages are AWS's, e.g.
 ``Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: Value is not a valid resource
 ARN at /States/Classify/Resource'`` with the error code ``InvalidDefinition``.
 """
