@@ -90,12 +90,7 @@ MAP = f"{STATE_EXECUTION}.state_map"
 
 _parameters = patching.parameters
 _source_has = patching.source_has
-
-
-def _patched(owner: Any, name: str, wrapper: Callable[..., Any], original: Any) -> None:
-    wrapper.__scones_fidelity__ = True
-    wrapper.__wrapped__ = original
-    patching.apply(owner, name, wrapper)
+Target = patching.Target
 
 
 # ------------------------------ 1. direct Lambda ARN: the runtime's text ------------------
@@ -120,21 +115,6 @@ def install_runtime_error_text() -> bool:
     from_payload = utils._from_payload
     execute = utils.execute_lambda_function_integration
     from_error = StateTaskLambda.__dict__.get("_from_error")
-    if all(getattr(f, "__scones_fidelity__", False) for f in (from_payload, execute, from_error)):
-        return True
-    if not (
-        _parameters(from_payload) == ("payload_streaming_body",)
-        and _source_has(utils._invoke_lambda_function, "_from_payload(payload)")
-        and _parameters(execute) == ("env", "parameters", "region", "state_credentials")
-        and _source_has(execute, "LambdaFunctionErrorException(function_error, payload_str)")
-        and _parameters(from_error) == ("self", "env", "ex")
-        and _source_has(from_error, "cause = ex.payload", "lambdaFunctionFailedEventDetails")
-    ):
-        LOG.warning(
-            "fidelity: the Lambda integration is not LocalStack 2026.3's; direct-ARN "
-            "LambdaFunctionFailed keeps LocalStack's compact cause"
-        )
-        return False
 
     @functools.wraps(from_payload)
     def _from_payload(payload_streaming_body: Any) -> Any:
@@ -169,11 +149,21 @@ def install_runtime_error_text() -> bool:
             details["cause"] = text
         return failure_event
 
-    _patched(utils, "_from_payload", _from_payload, from_payload)
-    _patched(utils, "execute_lambda_function_integration", execute_lambda_function_integration,
-             execute)  # fmt: skip
-    _patched(StateTaskLambda, "_from_error", _from_error, from_error)
-    return True
+    return patching.guarded(
+        [
+            Target(utils, "_from_payload", _from_payload, ("payload_streaming_body",),
+                   check=lambda _: _source_has(utils._invoke_lambda_function,
+                                               "_from_payload(payload)"), pass_target=False),
+            Target(utils, "execute_lambda_function_integration",
+                   execute_lambda_function_integration,
+                   ("env", "parameters", "region", "state_credentials"),
+                   ("LambdaFunctionErrorException(function_error, payload_str)",),
+                   pass_target=False),
+            Target(StateTaskLambda, "_from_error", _from_error, ("self", "env", "ex"),
+                   ("cause = ex.payload", "lambdaFunctionFailedEventDetails"), pass_target=False),
+        ],
+        label="fidelity: direct-ARN LambdaFunctionFailed (else LocalStack's compact cause)",
+    )  # fmt: skip
 
 
 # ------------------------------ 2. payload JSONPath: States.Runtime ------------------------
@@ -259,23 +249,12 @@ def install_payload_path_failure() -> bool:
     eval_val = Binding.__dict__.get("_eval_val")
     evaluate = ExecutionState.__dict__.get("_evaluate_with_timeout")
     eval_state = ExecutionState.__dict__.get("_eval_state")
-    if all(getattr(f, "__scones_fidelity__", False) for f in (eval_val, evaluate, eval_state)):
-        return True
-    if not (
+    binding_as_read = (
         expected_message
         == "The JSONPath '$.a' specified for the field 'x.$' could not be found in the input "
         """'{"b":1}'"""
-        and _parameters(eval_val) == ("self", "env")
         and Binding(field="x", string_expression_simple=None)._field_name() == "x.$"
-        and _parameters(evaluate) == ("self", "env")
-        and _parameters(eval_state) == ("self", "env")
-        and _source_has(eval_state, "self._evaluate_with_timeout(env)", "except Exception as ex:")
-    ):
-        LOG.warning(
-            "fidelity: ExecutionState or payload bindings are not LocalStack 2026.3's; a missing "
-            "payload JSONPath keeps LocalStack's TaskFailed"
-        )
-        return False
+    )
 
     @functools.wraps(eval_val)
     def _eval_val(self: Any, env: Any) -> Any:
@@ -302,10 +281,18 @@ def install_payload_path_failure() -> bool:
         except _EndExecution as end:
             raise end.failure from end.__cause__
 
-    _patched(Binding, "_eval_val", _eval_val, eval_val)
-    _patched(ExecutionState, "_evaluate_with_timeout", _evaluate_with_timeout, evaluate)
-    _patched(ExecutionState, "_eval_state", _eval_state, eval_state)
-    return True
+    return patching.guarded(
+        [
+            Target(Binding, "_eval_val", _eval_val, ("self", "env"),
+                   check=lambda _: binding_as_read, pass_target=False),
+            Target(ExecutionState, "_evaluate_with_timeout", _evaluate_with_timeout,
+                   ("self", "env"), pass_target=False),
+            Target(ExecutionState, "_eval_state", _eval_state, ("self", "env"),
+                   ("self._evaluate_with_timeout(env)", "except Exception as ex:"),
+                   pass_target=False),
+        ],
+        label="fidelity: payload JSONPath States.Runtime (else LocalStack's TaskFailed)",
+    )  # fmt: skip
 
 
 # ------------------------------ 3. lambda:invoke: the SDK's whole answer --------------------
@@ -371,23 +358,6 @@ def install_invoke_result_shape() -> bool:
     invoke = utils._invoke_lambda_function
     evaluate = Service.__dict__.get("_eval_service_task")
     normalise = Service._normalise_response  # inherited: re-appends the members it knows
-    if all(getattr(f, "__scones_fidelity__", False) for f in (invoke, evaluate, normalise)):
-        return True
-    if not (
-        _parameters(invoke) == ("parameters", "region", "state_credentials")
-        and _source_has(invoke, "lambda_client.invoke(**parameters)", "return invocation_response")
-        and _parameters(evaluate)
-        == ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials")
-        and _source_has(evaluate, "execute_lambda_function_integration(")
-        and _source_has(utils.execute_lambda_function_integration, "env.stack.append(response)")
-        and _parameters(normalise)
-        == ("self", "response", "boto_service_name", "service_action_name")
-    ):
-        LOG.warning(
-            "fidelity: the lambda:invoke integration is not LocalStack 2026.3's; its result "
-            "keeps LocalStack's shape (no SdkHttpMetadata / SdkResponseMetadata)"
-        )
-        return False
 
     @functools.wraps(invoke)
     def _invoke_lambda_function(parameters: dict, region: str, state_credentials: Any) -> Any:
@@ -420,10 +390,25 @@ def install_invoke_result_shape() -> bool:
             response.clear()
             response.update(ordered)
 
-    _patched(utils, "_invoke_lambda_function", _invoke_lambda_function, invoke)
-    _patched(Service, "_eval_service_task", _eval_service_task, evaluate)
-    _patched(Service, "_normalise_response", _normalise_response, normalise)
-    return True
+    return patching.guarded(
+        [
+            Target(utils, "_invoke_lambda_function", _invoke_lambda_function,
+                   ("parameters", "region", "state_credentials"),
+                   ("lambda_client.invoke(**parameters)", "return invocation_response"),
+                   pass_target=False),
+            Target(Service, "_eval_service_task", _eval_service_task,
+                   ("self", "env", "resource_runtime_part", "normalised_parameters",
+                    "state_credentials"),
+                   ("execute_lambda_function_integration(",),
+                   check=lambda _: _source_has(utils.execute_lambda_function_integration,
+                                               "env.stack.append(response)"),
+                   pass_target=False),
+            Target(Service, "_normalise_response", _normalise_response,
+                   ("self", "response", "boto_service_name", "service_action_name"),
+                   pass_target=False),
+        ],
+        label="fidelity: lambda:invoke result shape (else no SdkHttpMetadata)",
+    )  # fmt: skip
 
 
 # ------------------------------ 4. Distributed Map: tolerated failures ---------------------
@@ -498,21 +483,6 @@ def install_map_tolerated_failures() -> bool:
     from_props = StateMap.__dict__.get("from_state_props")
     map_run = Distributed.__dict__.get("_map_run")
     eval_jobs = [w.__dict__.get("_eval_job") for w in workers]
-    if all(getattr(f, "__scones_fidelity__", False) for f in (from_props, map_run, *eval_jobs)):
-        return True
-    if not (
-        _parameters(from_props) == ("self", "state_props")
-        and _source_has(from_props, "ToleratedFailureCountDecl", "self.iteration_component =")
-        and _parameters(map_run) == ("self", "env", "eval_input")
-        and _source_has(map_run, "env.stack.append(outputs)", "get_closed_jobs()")
-        and all(_parameters(f) == ("self", "env", "job") for f in eval_jobs)
-        and all(_source_has(f, "job.job_output = job_output", "_map_run_record") for f in eval_jobs)
-    ):
-        LOG.warning(
-            "fidelity: Distributed Map is not LocalStack 2026.3's; tolerated failures and "
-            "ListExecutions(mapRunArn) keep LocalStack's behaviour"
-        )
-        return False
 
     @functools.wraps(from_props)
     def from_state_props(self: Any, state_props: Any) -> None:
@@ -554,11 +524,23 @@ def install_map_tolerated_failures() -> bool:
             raise _tolerance_failure(env)
         env.stack.append([out for i, out in enumerate(outputs) if i not in failed_at])
 
-    _patched(StateMap, "from_state_props", from_state_props, from_props)
-    _patched(Distributed, "_map_run", _map_run, map_run)
-    for worker, eval_job in zip(workers, eval_jobs, strict=True):
-        _patched(worker, "_eval_job", wrap_job(eval_job), eval_job)
-    return True
+    jobs = [
+        Target(worker, "_eval_job", wrap_job(eval_job), ("self", "env", "job"),
+               ("job.job_output = job_output", "_map_run_record"), pass_target=False)
+        for worker, eval_job in zip(workers, eval_jobs, strict=True)
+    ]  # fmt: skip
+    return patching.guarded(
+        [
+            Target(StateMap, "from_state_props", from_state_props, ("self", "state_props"),
+                   ("ToleratedFailureCountDecl", "self.iteration_component ="),
+                   pass_target=False),
+            Target(Distributed, "_map_run", _map_run, ("self", "env", "eval_input"),
+                   ("env.stack.append(outputs)", "get_closed_jobs()"), pass_target=False),
+            *jobs,
+        ],
+        label="fidelity: Distributed Map tolerated failures (else LocalStack's behaviour, and "
+        "no ListExecutions(mapRunArn))",
+    )  # fmt: skip
 
 
 _CHILDREN_LOCK = threading.Lock()
@@ -573,23 +555,14 @@ def install_integer_tolerated_percentage() -> bool:
     except (ImportError, AttributeError) as err:
         LOG.warning("fidelity: the ASL parser moved (%s); integer percentages refused", err)
         return False
-    parse = Parser.__dict__.get("parse")
-    original = getattr(parse, "__func__", None)
-    if getattr(original, "__scones_fidelity__", False):
-        return True
-    if not isinstance(parse, staticmethod) or _parameters(original) != ("definition",):
-        LOG.warning(
-            "fidelity: the ASL parser is not LocalStack 2026.3's; integer percentages refused"
-        )
-        return False
 
-    @functools.wraps(original)
-    def _parse(definition: str) -> Any:
+    def _parse(original: Callable[..., Any], definition: str) -> Any:
         return original(INTEGER_PERCENTAGE.sub(r"\g<1>\g<2>.0", definition))
 
-    _parse.__scones_fidelity__ = True
-    patching.apply(Parser, "parse", staticmethod(_parse))
-    return True
+    return patching.guarded(
+        Parser, "parse", _parse, label="fidelity: integer ToleratedFailurePercentage",
+        params=("definition",),
+    )  # fmt: skip
 
 
 # ------------------------------ 5. ListExecutions by mapRunArn ------------------------------
@@ -605,15 +578,8 @@ def install_list_map_run_executions() -> bool:
         LOG.warning("fidelity: Step Functions provider moved (%s); ListExecutions skipped", err)
         return False
     list_executions = Provider.__dict__.get("list_executions")
-    if getattr(list_executions, "__scones_fidelity__", False):
-        return True
     wanted = ("self", "context", "state_machine_arn", "status_filter", "max_results",
               "next_token", "map_run_arn", "redrive_filter", "kwargs")  # fmt: skip
-    if _parameters(list_executions) != wanted or not _source_has(
-        Provider.describe_map_run, "map_run_record_pool_manager.get(map_run_arn)"
-    ):
-        LOG.warning("fidelity: ListExecutions is not LocalStack 2026.3's; mapRunArn unsupported")
-        return False
 
     @functools.wraps(list_executions)
     def _list_executions(self: Any, context: Any, state_machine_arn: Any = None,
@@ -641,8 +607,13 @@ def install_list_map_run_executions() -> bool:
         ]  # fmt: skip
         return {"executions": items}
 
-    _patched(Provider, "list_executions", _list_executions, list_executions)
-    return True
+    return patching.guarded(
+        [Target(Provider, "list_executions", _list_executions, wanted,
+                check=lambda _: _source_has(Provider.describe_map_run,
+                                            "map_run_record_pool_manager.get(map_run_arn)"),
+                pass_target=False)],
+        label="fidelity: ListExecutions(mapRunArn)",
+    )  # fmt: skip
 
 
 # ------------------------------ 6. CreateStateMachine's checks ------------------------------
