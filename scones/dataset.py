@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from local_model.lst import BadLst, LstEntry, parse_lst
-from scones import SconesError
+from scones import SconesError, UsageError
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class CorruptArchive(DatasetError):
     """A tarball or pickle that is truncated or damaged."""
 
 
-class UnknownClass(DatasetError):
+class UnknownClass(DatasetError, UsageError):
     """A --classes name the source does not have."""
 
 
@@ -320,7 +320,7 @@ def read_staged_folder(path: Path) -> SourceData:
     Labels are named by its classes.json, else by an index_map.csv (binary_label -> fine_name).
     A validation split is folded back into train: it was carved from CIFAR-100's train split.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: only staged PNG folders need Pillow
 
     if (path / CLASSES_FILE).is_file():
         infos = load_classes(path)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scones import SconesError, config
+from scones import SconesError, UsageError, config
 from scones.aws import Clients, NotDeployed, deployed_state_machine
 from scones.executions import POLL_MAX_S, TERMINAL, ExecutionEnd, image_input, wait_for_end
 
@@ -20,6 +20,10 @@ __all__ = ["TERMINAL", "image_input", "NotDeployed", "WorkflowError", "RunOutcom
 
 class WorkflowError(SconesError):
     """The workflow could not be started or did not finish."""
+
+
+class WorkflowUsageError(WorkflowError, UsageError):
+    """The image or URI given is not one the workflow can take (exit code 2)."""
 
 
 @dataclass
@@ -58,10 +62,10 @@ class BatchOutcome:
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """s3://bucket/key -> (bucket, key)."""
     if not uri.startswith("s3://"):
-        raise WorkflowError(f"{uri!r} is not an s3://bucket/key URI")
+        raise WorkflowUsageError(f"{uri!r} is not an s3://bucket/key URI")
     bucket, _, key = uri[5:].partition("/")
     if not bucket:
-        raise WorkflowError(f"{uri!r} names no bucket; use s3://bucket/key")
+        raise WorkflowUsageError(f"{uri!r} names no bucket; use s3://bucket/key")
     return bucket, key
 
 
@@ -76,7 +80,7 @@ def upload_image(clients: Clients, path: Path) -> tuple[str, str]:
     The key holds the content's hash: uploading the same image again overwrites, not piles up.
     """
     if not path.is_file():
-        raise WorkflowError(f"{path} is not a file; pass an image path or s3://bucket/key")
+        raise WorkflowUsageError(f"{path} is not a file; pass an image path or s3://bucket/key")
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:16]
     key = f"{config.UPLOAD_PREFIX}{digest}/{path.name}"

@@ -11,7 +11,7 @@ from rich.console import Console
 from scones.cli.byo import run_command
 from scones.workflow import (
     RunOutcome,
-    WorkflowError,
+    WorkflowUsageError,
     run_batch,
     run_image,
 )
@@ -63,7 +63,9 @@ def register(app: typer.Typer) -> None:
         if state_machine:
             raise typer.Exit(run_command(state_machine, input_path or "{}", as_json, timeout))
         if not source:
-            raise WorkflowError("give an image (PATH or s3://bucket/key) or --state-machine NAME")
+            raise WorkflowUsageError(
+                "give an image (PATH or s3://bucket/key) or --state-machine NAME"
+            )
         outcome = run_image(source, timeout)
         if as_json:
             print(json.dumps(asdict(outcome), indent=2))

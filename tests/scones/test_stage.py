@@ -356,10 +356,10 @@ def test_cli_prints_json_summary_and_writes_default_folder(cifar, tmp_path):
     assert is_staged(Path(summary["out"])) and summary["bucket"] is None
 
 
-def test_cli_error_is_one_line_and_exits_1(cifar, tmp_path):
+def test_cli_error_is_one_line_and_an_unknown_class_exits_2(cifar, tmp_path):
     args = ("--source", str(cifar.tarball), "--classes", "bicycle,unicorn", "--no-upload")
     proc = run_cli(*args, state=tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad --classes is a usage error
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown class 'unicorn'"), proc.stderr
     assert not (tmp_path / "datasets").exists()
