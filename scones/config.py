@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cloud.settings import CloudSettings
 from scones import PROJECT_ROOT, SconesError
 
 
@@ -362,7 +363,6 @@ def apply_target_env() -> None:
 
 def cloud_settings():
     """The cloud target's settings (cloud.settings.CloudSettings) from the SCONES_* variables."""
-    from cloud.settings import CloudSettings
 
     def split(value: str) -> tuple[str, ...]:
         return tuple(v.strip() for v in value.split(",") if v.strip())

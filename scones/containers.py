@@ -123,7 +123,7 @@ def _bench_image(data_dir: Path | None) -> Path:
         except BenchError:
             continue
     else:  # nothing staged on the host: the deployer staged inside its container
-        from PIL import Image
+        from PIL import Image  # lazy: Pillow only for this fallback image
 
         buffer = io.BytesIO()
         Image.new("RGB", (32, 32), (200, 30, 30)).save(buffer, "PNG")

@@ -18,9 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-
-from scones import PROJECT_ROOT, SconesError, config, stack
+from scones import PROJECT_ROOT, QUIET, SconesError, Show, config, stack
 from scones import stage as staging
 from scones.dataset import DEFAULT_CLASSES, MARKER, is_staged
 from scones.deploy import deploy
@@ -28,7 +26,6 @@ from scones.load import LoadRun, staged_images
 from scones.report import ReportSummary, build_report, clients, deployed_threshold
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
 CLASSES = DEFAULT_CLASSES  # the original project's two classes
 DATASET = staging.dataset_name(CLASSES)  # where `scones stage` puts them
@@ -69,7 +66,7 @@ def _model_health() -> dict | None:
         return None
 
 
-def start_stack(only: list[str]) -> bool:
+def start_stack(only: list[str], show: Show = QUIET) -> bool:
     """Start the named local components (capture on); True if something had to start."""
     os.environ["SCONES_CAPTURE_ENABLED"] = "1"  # the model server reads it when it starts
     todo = [c for c in stack.components() if c.name in only and not stack.is_healthy(c)]
@@ -77,13 +74,13 @@ def start_stack(only: list[str]) -> bool:
         health = _model_health()
         if health is not None and health.get("capture") is None:
             # The report's confidence graph needs the endpoint's data capture.
-            OUT.print("restarting the model server with data capture on")
+            show.say("restarting the model server with data capture on")
             stack.stop(next(c for c in stack.components() if c.name == "model"))
             todo = [c for c in stack.components() if c.name in only and not stack.is_healthy(c)]
     for component in todo:
-        with OUT.status(f"starting {component.name} on {component.url} ..."):
-            stack.start(component, config.EMULATOR_START_TIMEOUT)
-        OUT.print(f"[green]✓[/green] {component.name} up at {component.url}")
+        with show.busy(f"starting {component.name} on {component.url} ..."):
+            stack.start(component, config.EMULATOR_START_TIMEOUT, show)
+        show.say(f"[green]✓[/green] {component.name} up at {component.url}")
     return bool(todo)
 
 
@@ -102,11 +99,11 @@ def staged_already(c, source: str, bucket: str) -> bool:
     return remote == marker
 
 
-def ensure_model() -> bool:
+def ensure_model(show: Show = QUIET) -> bool:
     """The default model's directory exists, or `scones train` makes it; True if trained now."""
     if (config.MODEL_DIR / "model.onnx").is_file():
         return False
-    OUT.print(f"no model at {config.MODEL_DIR}; training one with `scones train` ...")
+    show.say(f"no model at {config.MODEL_DIR}; training one with `scones train` ...")
     cmd = [sys.executable, "-m", "scones", "train"]
     try:
         done = subprocess.run(cmd, cwd=PROJECT_ROOT, timeout=TRAIN_TIMEOUT_S)
@@ -143,8 +140,8 @@ def wait_for_capture(timeout: float = CAPTURE_FLUSH_TIMEOUT_S) -> None:
     LOG.warning("data capture not fully in S3 after %.0f s; the report may miss a few", timeout)
 
 
-def demo(source: str | None = None, out: Path | None = None, progress: bool = True) -> DemoResult:
-    """Run the whole job; see the module docstring."""
+def demo(source: str | None = None, out: Path | None = None, show: Show = QUIET) -> DemoResult:
+    """Run the whole job; see the module docstring. ``show``: how each step reports itself."""
     local = config.TARGET == "local"
     source = source or config.DATASET_URL
     steps: dict[str, float] = {}
@@ -154,7 +151,7 @@ def demo(source: str | None = None, out: Path | None = None, progress: bool = Tr
         steps[name] = round(time.monotonic() - began, 2)
 
     t = time.monotonic()
-    if local and not start_stack(["emulator"]):
+    if local and not start_stack(["emulator"], show):
         skipped.append("emulator")
     step("emulator", t)
     c = clients()
@@ -162,25 +159,25 @@ def demo(source: str | None = None, out: Path | None = None, progress: bool = Tr
     t = time.monotonic()
     if staged_already(c, source, config.BUCKET):
         skipped.append("stage")
-        OUT.print(f"[green]✓[/green] data already staged from {source}")
+        show.say(f"[green]✓[/green] data already staged from {source}")
     else:
-        summary = staging.stage(source, CLASSES, progress=progress)
-        OUT.print(f"[green]✓[/green] staged {summary.counts} to {summary.s3_uri}")
+        summary = staging.stage(source, CLASSES, show=show)
+        show.say(f"[green]✓[/green] staged {summary.counts} to {summary.s3_uri}")
     step("stage", t)
 
     t = time.monotonic()
-    if not ensure_model():
+    if not ensure_model(show):
         skipped.append("train")
-    if local and not start_stack(["model"]):
+    if local and not start_stack(["model"], show):
         skipped.append("model server")
     step("model", t)
 
     t = time.monotonic()
-    with OUT.status("deploying the workflow ..."):
+    with show.busy("deploying the workflow ..."):
         deployed = deploy()
     if not deployed.changed:
         skipped.append("deploy")
-    OUT.print(f"[green]✓[/green] workflow deployed ({len(deployed.changed)} changes)")
+    show.say(f"[green]✓[/green] workflow deployed ({len(deployed.changed)} changes)")
     step("deploy", t)
 
     t = time.monotonic()
@@ -188,7 +185,7 @@ def demo(source: str | None = None, out: Path | None = None, progress: bool = Tr
     prefix = f"demo-{run_fingerprint(deployed_threshold(c))}-"
     names = [f"{prefix}{i:04d}" for i in range(len(items))]
     run = LoadRun(c, items, names)
-    run.run(prefix, wait_s=60 + 0.8 * len(items), progress=progress)
+    run.run(prefix, wait_s=60 + 0.8 * len(items), show=show)
     reused = sum(1 for tr in run.tracked if tr.reused)
     lost = [tr.name for tr in run.tracked if tr.outcome == "unaccounted"]
     if lost:
@@ -196,7 +193,7 @@ def demo(source: str | None = None, out: Path | None = None, progress: bool = Tr
             f"{len(lost)} executions did not end in time (e.g. {lost[0]}); "
             "see `scones status` and run `scones demo` again to resume"
         )
-    OUT.print(
+    show.say(
         f"[green]✓[/green] {len(items)} test images through the workflow "
         f"({reused} from an earlier run)"
     )

@@ -9,8 +9,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
+from cloud import cleanup as sagemaker_cleanup
+from cloud.clients import CloudClients
 from cloud.iam import policy_values, render_policy
-from scones import PROJECT_ROOT, SconesError, config
+from scones import PROJECT_ROOT, SconesError, UsageError, config
 from scones.aws import (
     Clients,
     code_sha256,
@@ -45,6 +49,10 @@ NOTIFICATIONS_QUEUE_POLICY = "notifications-queue.resource"
 
 class DeployError(SconesError):
     """A workflow resource could not be created, updated or deleted."""
+
+
+class DeploySettingError(DeployError, UsageError):
+    """A setting deploy reads is malformed, e.g. SCONES_LOADING_BAYS (exit code 2)."""
 
 
 def existing_role(kind: str) -> str:
@@ -102,7 +110,7 @@ def loading_bays() -> dict[str, str]:
         if not isinstance(bays, dict):
             raise ValueError("not a JSON object")
     except ValueError as err:
-        raise DeployError(
+        raise DeploySettingError(
             f'SCONES_LOADING_BAYS must be a JSON object like {{"bicycle": "bay-1"}} ({err})'
         ) from err
     return {str(k): str(v) for k, v in bays.items()}
@@ -483,8 +491,6 @@ def missing() -> list[str]:
     The containers' deployer polls it: an emulator that restarted has lost everything. An
     unreachable target raises (botocore's error), rather than reporting everything missing.
     """
-    from botocore.exceptions import ClientError
-
     c, n = Clients(), names()
     gone: list[str] = []
     try:
@@ -597,9 +603,6 @@ def cleanup(dry_run: bool = False, force: bool = False, artifacts: bool = False)
 
 def _cleanup_sagemaker(dry_run: bool, artifacts: bool) -> list[str]:
     """The endpoint, endpoint config, model (and artifacts) cloud mode created."""
-    from cloud import cleanup as sagemaker_cleanup
-    from cloud.clients import CloudClients
-
     settings = config.cloud_settings()
     clients = CloudClients.create(settings.region)
     names = sagemaker_cleanup.CleanupNames.from_settings(settings)

@@ -256,6 +256,7 @@ def load_payloads(data: Path | None = None) -> tuple[list[bytes], str]:
 
 def run_benchmark(model: Path, smoke: bool, data: Path | None = None) -> dict:
     """Our server vs the PyTorch baseline on the same images; returns the figures."""
+    # lazy: serve loads onnxruntime and FastAPI, which only this benchmark needs here
     from local_model.baseline import has_torch_model
     from local_model.serve import read_model_json
 

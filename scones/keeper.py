@@ -6,11 +6,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
+from botocore.exceptions import BotoCoreError, ClientError
 
-from scones import SconesError, deploy, stage
-
-OUT = Console()
+from cloud import CloudError
+from scones import QUIET, SconesError, Show, deploy, stage
 
 
 def keep(
@@ -18,6 +17,7 @@ def keep(
     interval: float,
     ready: Path | None = None,
     on_staged: Callable[[stage.StageSummary], None] | None = None,
+    show: Show = QUIET,
 ) -> None:
     """Check every ``interval`` s; when anything is missing, stage ``source`` and deploy again.
 
@@ -25,10 +25,10 @@ def keep(
     (stopped by its container's SIGTERM). ``ready`` exists only while the workflow is deployed
     (the service's health check). A failure before the first deployment raises: a wrong source
     stays wrong; later ones (the emulator restarting) are retried at the next check.
-    ``on_staged`` is given each staging's summary (the command prints it).
+    ``on_staged`` is given each staging's summary (the command prints it); ``show`` reports
+    each check's outcome and the staging's progress. A failure in the cloud target's own requests
+    (CloudError) is retried like the others once deployed.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     deployed = False
     while True:
         try:
@@ -38,21 +38,21 @@ def keep(
         if gone:
             if ready is not None:
                 ready.unlink(missing_ok=True)
-            OUT.print(f"keep-deployed: missing {', '.join(gone[:3])}; staging and deploying")
+            show.say(f"keep-deployed: missing {', '.join(gone[:3])}; staging and deploying")
             try:
-                staged = stage.stage(source, progress=True)
+                staged = stage.stage(source, show=show)
                 if on_staged is not None:
                     on_staged(staged)
                 result = deploy.deploy()
-            except (SconesError, BotoCoreError, ClientError) as err:
+            except (SconesError, CloudError, BotoCoreError, ClientError) as err:
                 if not deployed:
                     raise
-                OUT.print(f"keep-deployed: failed ({err}); retrying in {interval:g} s")
+                show.say(f"keep-deployed: failed ({err}); retrying in {interval:g} s")
             else:
                 deployed = True
                 if ready is not None:
                     ready.touch()
-                OUT.print(
+                show.say(
                     f"keep-deployed: the workflow is deployed ({len(result.changed)} changes in "
                     f"{result.seconds:.1f} s); checking every {interval:g} s"
                 )

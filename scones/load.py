@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+import numpy as np
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from scones import SconesError, config
+from scones import QUIET, SconesError, Show, UsageError, config
 from scones.aws import Clients
 from scones.deploy import class_names
 from scones.executions import (
@@ -37,7 +37,6 @@ from scones.executions import (
 from scones.report import ground_truth, image_machine_arn
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
 KINDS = ("image", "not_image", "other_vehicle", "missing")
 BAD_KINDS = KINDS[1:]
@@ -54,6 +53,10 @@ START_RETRY_S = 120.0  # StartExecution is retried this long while the emulator 
 
 class LoadError(SconesError):
     """The load cannot run: no staged images, no workflow, or bad arguments."""
+
+
+class LoadUsageError(LoadError, UsageError):
+    """Bad options: the load was asked for something it cannot send (exit code 2)."""
 
 
 # ------------------------------ Inputs ------------------------------
@@ -84,7 +87,7 @@ def staged_images(
 
 
 def _png(pixels) -> bytes:
-    from PIL import Image
+    from PIL import Image  # lazy: Pillow only for the bad samples; `scones --help` stays light
 
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
@@ -93,8 +96,7 @@ def _png(pixels) -> bytes:
 
 def synthetic_vehicles(count: int = 6, seed: int = 0) -> list[tuple[str, bytes]]:
     """32x32 drawings of vehicles the model does not know (bus, tram, truck, rocket ...)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # lazy: as in _png
 
     rng = random.Random(seed)
     shapes = ["bus", "streetcar", "pickup_truck", "rocket", "tractor", "tank"]
@@ -131,8 +133,6 @@ def bad_samples(
 ) -> dict[str, list[LoadItem]]:
     """Upload (idempotently) and return the bad inputs, by kind (missing keys are per run)."""
     bucket = bucket or config.BUCKET
-    import numpy as np
-
     good_png = _png(np.full((32, 32, 3), 128, dtype=np.uint8))
     samples = {
         "not_image": [
@@ -294,8 +294,6 @@ class LoadRun:
 
     # -- starting --
     def _start(self, t: Tracked) -> None:
-        from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
-
         payload = json.dumps(self.image_input(self.bucket, t.item.s3_key))
         deadline = time.monotonic() + START_RETRY_S
         backoff = 0.5
@@ -366,21 +364,15 @@ class LoadRun:
     def counts(self) -> Counter:
         return Counter(t.outcome for t in self.tracked[: self.sent])
 
-    def run(self, prefix: str, wait_s: float, progress: bool = True) -> None:
-        """Send, follow until every execution ended or ``wait_s`` after the last start, account."""
+    def run(self, prefix: str, wait_s: float, show: Show = QUIET) -> None:
+        """Send, follow until every execution ended or ``wait_s`` after the last start, account.
+
+        ``show.bar("load", total)`` is ticked each round with ``started``, ``finished`` and
+        ``counts`` (outcome -> executions so far).
+        """
         total = len(self.tracked)
         sender = threading.Thread(target=self.send, name="load-sender", daemon=True)
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[counts]}"),
-        )
-        bar = Progress(*columns, console=OUT, disable=not (progress and OUT.is_terminal))
-        with bar:
-            sent_task = bar.add_task("started ", total=total, counts="")
-            done_task = bar.add_task("finished", total=total, counts="")
+        with show.bar("load", total) as tick:
             sender.start()
             deadline = None
             while True:
@@ -391,16 +383,7 @@ class LoadRun:
                 self.poll(prefix)
                 counts = self.counts()
                 finished = sum(v for k, v in counts.items() if k != "unaccounted")
-                bar.update(sent_task, completed=self.sent)
-                bar.update(
-                    done_task,
-                    completed=finished,
-                    counts=(
-                        f"ok {counts['succeeded']} · review {counts['reviewed']} · "
-                        f"not a two-wheeler {counts['not_a_two_wheeler']} · "
-                        f"failed {counts['failed']} · running {counts['unaccounted']}"
-                    ),
-                )
+                tick(started=self.sent, finished=finished, counts=counts)
                 if not sending and finished >= total:
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -432,14 +415,14 @@ def run_load(
     seed: int = 0,
     wait_s: float | None = None,
     threads: int = START_THREADS,
-    progress: bool = True,
+    show: Show = QUIET,
     c=None,
 ) -> LoadSummary:
     """Send ``count`` executions (at ``rate`` per second, or all at once) and account for them."""
     if not 0 <= bad_share <= 1:
-        raise LoadError(f"--bad-share must be between 0 and 1, got {bad_share}")
+        raise LoadUsageError(f"--bad-share must be between 0 and 1, got {bad_share}")
     if not 1 <= count <= MAX_EXECUTIONS:
-        raise LoadError(f"a run sends 1 to {MAX_EXECUTIONS} executions, not {count}")
+        raise LoadUsageError(f"a run sends 1 to {MAX_EXECUTIONS} executions, not {count}")
     c = c or Clients()
     began = time.monotonic()
     started_at = datetime.now(UTC).isoformat()
@@ -451,7 +434,7 @@ def run_load(
     names = [f"{prefix}{i:05d}" for i in range(count)]
     load = LoadRun(c, items, names, rate=rate, threads=threads)
     wait = WAIT_BASE_S + WAIT_PER_EXECUTION_S * count if wait_s is None else wait_s
-    load.run(prefix, wait, progress)
+    load.run(prefix, wait, show)
     mode = f"rate {rate:g}/s" if rate else "burst"
     summary = summarize(load.tracked, run_id, prefix, mode)
     summary.send_seconds = round(load.send_seconds, 2)

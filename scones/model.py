@@ -8,12 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-
-from scones import SconesError, config
+from scones import QUIET, SconesError, Show, UsageError, config
 from scones.stage import dataset_or_default
 
-ERR = Console(stderr=True)
 # The issue's targets, printed beside the figures (benchmarks print, they never fail).
 TARGETS = {
     "accuracy": (">=", 0.97),
@@ -32,6 +29,10 @@ class ModelCommandError(SconesError):
     """Training, evaluation or the model benchmark was given something it cannot use."""
 
 
+class ModelUsageError(ModelCommandError, UsageError):
+    """Bad options, or no staged dataset to work on (exit code 2, like NoStagedDataset)."""
+
+
 # ------------------------------ scones train ------------------------------
 
 
@@ -40,37 +41,27 @@ def run_training(
     out: Path,
     overrides: dict,
     arch: str | None = None,
-    quiet: bool = True,
+    show: Show = QUIET,
     export_pytorch: bool = False,
     cv: int = 0,
 ) -> dict:
-    """Resolve hyperparameters and train with a rich progress bar; returns model.json.
+    """Resolve hyperparameters and train, ticking ``show.bar("train", epochs)``; returns model.json.
 
     ``cv`` >= 2: cross-validate instead; writes and returns cv.json.
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from local_model import train as trainer
+    from local_model import train as trainer  # lazy: torch (seconds to import), training only
 
     try:
         hyp = trainer.resolve_hyp(overrides, arch)
     except (trainer.TrainingError, ValueError) as err:
         raise ModelCommandError(str(err)) from err
-    with Progress(
-        TextColumn("[bold]train[/bold] epoch {task.completed}/{task.total}"),
-        BarColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        console=ERR,
-        disable=quiet,
-    ) as bar:
-        task = bar.add_task("train", total=hyp["epochs"] * max(cv, 1), stats="loading data...")
+    with show.bar("train", hyp["epochs"] * max(cv, 1), stats="loading data...") as tick:
 
         def progress(row: dict) -> None:
             stats = f"loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}"
             if "val_accuracy" in row:
                 stats += f" | val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}"
-            bar.update(task, advance=1, stats=stats)
+            tick(advance=1, stats=stats)
 
         try:
             if not cv:
@@ -99,11 +90,11 @@ def run_benchmark(
 
     ood_data: the development set of other-vehicle photos; without it those figures are None.
     """
-    from local_model import evaluate as ev
+    from local_model import evaluate as ev  # lazy: onnxruntime, only when evaluating
 
     data = dataset_or_default(data)
     if not (data / "test.lst").is_file():
-        raise ModelCommandError(f"no staged dataset at {data}; the model benchmark needs it")
+        raise ModelUsageError(f"no staged dataset at {data}; the model benchmark needs it")
     work = Path(tempfile.mkdtemp(prefix="scones-bench-model-"))
     try:
         result: dict = {"mode": "smoke" if smoke else "full", "data": str(data)}
@@ -112,7 +103,7 @@ def run_benchmark(
         if smoke:  # exercises the whole path, says nothing about the targets
             overrides = {"epochs": 1, "cached_views": 1, "image_shape": "3,64,64"}
         t0 = time.perf_counter()
-        meta = run_training(str(data), out, overrides, quiet=True)
+        meta = run_training(str(data), out, overrides)
         result["training_seconds"] = meta["training_seconds"]
         result["trained_wall_seconds"] = round(time.perf_counter() - t0, 1)
         result["hyperparameters"] = meta["hyperparameters"]

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from local_model import lst
-from scones import SconesError, config
+from scones import SconesError, UsageError, config
 from scones.aws import Clients, deployed_state_machine, names
 from scones.executions import (
     OUTCOMES,
@@ -44,6 +44,10 @@ CAPTURE_SLACK = timedelta(seconds=2)  # capture times have whole seconds
 
 class ReportError(SconesError):
     """The report cannot be built: the workflow is missing or the target is unreachable."""
+
+
+class ReportUsageError(ReportError, UsageError):
+    """A bad option value, e.g. --since (exit code 2)."""
 
 
 def redact(value: object, keep: int = 48) -> object:
@@ -358,14 +362,14 @@ def summarize(records: list[ExecutionRecord], threshold: float) -> ReportSummary
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib costs ~1 s; only the report draws
 
     plt.close(fig)
     return buffer.getvalue()
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib costs ~1 s; only the report draws
 
     matplotlib.use("Agg")  # no display here; and Streamlit's thread must not open windows
     import matplotlib.pyplot as plt
@@ -396,7 +400,7 @@ def confidence_figure(
     ax.set_ylabel("confidence (top probability)")
     ax.set_title(title)
     ax.legend(loc="lower left", fontsize=8)
-    import matplotlib.dates as mdates
+    import matplotlib.dates as mdates  # lazy: as _pyplot
 
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
@@ -478,7 +482,7 @@ def thumbnail(image: bytes | None, px: int = THUMB_PX) -> bytes | None:
     """A small PNG (nearest neighbour keeps CIFAR's pixels crisp); None if unreadable."""
     if not image:
         return None
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: Pillow only for thumbnails
 
     try:
         with Image.open(io.BytesIO(image)) as im:
@@ -753,5 +757,5 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(value)
     except ValueError as err:
-        raise ReportError(f"--since {value!r}: give 30m, 2h, 1d or an ISO time") from err
+        raise ReportUsageError(f"--since {value!r}: give 30m, 2h, 1d or an ISO time") from err
     return when if when.tzinfo else when.replace(tzinfo=UTC)

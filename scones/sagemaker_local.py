@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scones import PROJECT_ROOT, SconesError, config
+import boto3
+
+import cloud
+from cloud.clients import CloudClients
+from cloud.images import pytorch_training_uri
+from cloud.sagemaker_local import (
+    MODEL_DOCKERFILE,
+    TRAINING_DOCKERFILE,
+    LocalSageMaker,
+    build_image,
+    docker_available,
+)
+from scones import PROJECT_ROOT, SconesError, UsageError, config
 
 TARGET = "sagemaker-local"
 # Local tags standing in for the ECR images (nothing is pulled: both are built from docker/).
@@ -23,11 +35,15 @@ class SageMakerLocalError(SconesError):
     """The local SageMaker cannot run here (no Docker) or was asked for the cloud target."""
 
 
+class TargetUsageError(SageMakerLocalError, UsageError):
+    """--target names no target, or one SCONES_TARGET does not select (exit code 2)."""
+
+
 def check_target(target: str | None) -> str:
     """The --target a command runs on: SCONES_TARGET, or sagemaker-local on the local target."""
     target = target or config.TARGET
     if target not in ("local", "cloud", TARGET):
-        raise SageMakerLocalError(f"--target {target!r}: use local, cloud or {TARGET}")
+        raise TargetUsageError(f"--target {target!r}: use local, cloud or {TARGET}")
     if target != TARGET and target != config.TARGET:  # where every AWS call goes: config only
         raise SageMakerLocalError(
             f"--target {target} needs SCONES_TARGET={target} (it is {config.TARGET}): the "
@@ -54,11 +70,6 @@ def settings():
 
 def client():
     """The local SageMaker: the emulator's S3, our images for AWS's, state in SCONES_STATE_DIR."""
-    import boto3
-
-    from cloud.images import pytorch_training_uri
-    from cloud.sagemaker_local import LocalSageMaker, docker_available
-
     reason = docker_available()
     if reason:
         raise SageMakerLocalError(f"--target {TARGET} runs containers: {reason}")
@@ -85,17 +96,12 @@ def client():
 
 def ensure_images(timeout: float = 3600) -> None:
     """Build the training and model images from docker/ when they are missing."""
-    from cloud.sagemaker_local import MODEL_DOCKERFILE, TRAINING_DOCKERFILE, build_image
-
     build_image(PROJECT_ROOT, TRAINING_DOCKERFILE, TRAINING_IMAGE, timeout=timeout)
     build_image(PROJECT_ROOT, MODEL_DOCKERFILE, MODEL_IMAGE, timeout=timeout)
 
 
 def train(hyperparameters: dict | None = None) -> dict:
     """CreateTrainingJob as cloud mode sends it, run in the training container; remembered."""
-    import cloud
-    from cloud.clients import CloudClients
-
     ensure_images()
     sm = client()
     return cloud.train_and_remember(
@@ -112,9 +118,6 @@ def deploy_endpoint(model_data_url: str | None = None) -> dict:
 
     :return: cloud.endpoint's DeployResult as a dict, plus ``url``: the runtime API's address.
     """
-    import cloud
-    from cloud.clients import CloudClients
-
     ensure_images()
     sm = client()
     result = cloud.deploy_endpoint(

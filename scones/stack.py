@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
+import boto3
 
-from scones import PROJECT_ROOT, SconesError, config, imported
+from scones import PROJECT_ROOT, QUIET, SconesError, Show, config, imported
 
 LOG = logging.getLogger(__name__)
-OUT = Console(stderr=True)
 
 PLUGIN_DIR = PROJECT_ROOT / "docker" / "scones_emulator"
 # LocalStack core 2026.3.0 needs Python >= 3.12; 4.9.2 is the last release for 3.11.
@@ -100,7 +103,7 @@ def _install_fingerprint(python: Path, modern: bool) -> str:
     return digest.hexdigest()
 
 
-def setup_emulator(force: bool = False) -> Path:
+def setup_emulator(force: bool = False, show: Show = QUIET) -> Path:
     """Create or refresh the emulator's venv: LocalStack core, awslambdaric, jsonata, our plugin."""
     venv = config.EMULATOR_VENV
     python, modern = find_emulator_python()
@@ -109,7 +112,7 @@ def setup_emulator(force: bool = False) -> Path:
     if not force and marker.exists():
         if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
             return venv
-    with OUT.status(f"installing the emulator into {venv} (Python {python}) ..."):
+    with show.busy(f"installing the emulator into {venv} (Python {python}) ..."):
         venv_python = venv / "bin" / "python"
         made_by = _python_version(str(venv_python)) if venv_python.exists() else None
         if made_by and made_by != _python_version(str(python)):
@@ -274,7 +277,7 @@ def _port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def start(component: Component, timeout: float) -> float:
+def start(component: Component, timeout: float, show: Show = QUIET) -> float:
     """Start one component unless it already runs; wait until healthy. Returns seconds waited."""
     began = time.monotonic()
     if _read_pid(component) and is_healthy(component):
@@ -287,7 +290,7 @@ def start(component: Component, timeout: float) -> float:
             f"process; stop it or set SCONES_{component.name.upper()}_PORT"
         )
     if component.name == "emulator":
-        setup_emulator()
+        setup_emulator(show=show)
     elif not (config.MODEL_DIR / "model.onnx").exists():
         raise StackError(
             f"no model at {config.MODEL_DIR}; run `scones train` or set SCONES_MODEL_DIR"
@@ -409,15 +412,15 @@ def status() -> list[ComponentStatus]:
     ]
 
 
-def up(only: list[str] | None = None) -> dict[str, float]:
+def up(only: list[str] | None = None, show: Show = QUIET) -> dict[str, float]:
     """Start every component that is not running, in order; seconds each took."""
     timings = {}
     for component in components():
         if only and component.name not in only:
             continue
-        with OUT.status(f"starting {component.name} on {component.url} ..."):
-            timings[component.name] = start(component, config.EMULATOR_START_TIMEOUT)
-        OUT.print(f"[green]✓[/green] {component.name} healthy at {component.url}")
+        with show.busy(f"starting {component.name} on {component.url} ..."):
+            timings[component.name] = start(component, config.EMULATOR_START_TIMEOUT, show)
+        show.say(f"[green]✓[/green] {component.name} healthy at {component.url}")
     return timings
 
 
@@ -452,13 +455,6 @@ def bench_stack(invokes: int = 20) -> dict[str, float]:
 
     Runs on its own state dir and port so a user's stack is untouched; cold = empty cache.
     """
-    import io
-    import statistics
-    import tempfile
-    import zipfile
-
-    import boto3
-
     emulator = next(c for c in components() if c.name == "emulator")
     # beside the real state, not in /tmp: Lambda environments then get their private /tmp as
     # in a user's stack (a state dir under /tmp would be hidden by it)

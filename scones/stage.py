@@ -16,24 +16,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from local_model.lst import LstEntry, format_lst
-from scones import SconesError, UsageError, aws, config
+from scones import QUIET, SconesError, Show, UsageError, aws, config
 from scones.aws import BucketError, ensure_bucket
 from scones.dataset import (
     CIFAR100_FINE_NAMES,
@@ -54,7 +44,7 @@ from scones.dataset import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
 __all__ = [
     "StageError",
@@ -74,7 +64,6 @@ __all__ = [
 ]
 
 LOG = logging.getLogger(__name__)
-ERR = Console(stderr=True)
 
 SEED = 0  # validation split: fixed, so re-staging picks the same images
 CHUNK_BYTES = 1 << 20  # download read size; 1 MiB keeps the progress bar smooth at 160 MB
@@ -86,6 +75,10 @@ CONTENT_TYPES = {".png": "image/png", ".lst": "text/plain", ".json": "applicatio
 
 class StageError(SconesError):
     """Staging cannot complete; nothing complete-looking was left behind."""
+
+
+class StageUsageError(StageError, UsageError):
+    """Bad options: staging was given a value it cannot use (exit code 2)."""
 
 
 class ChecksumMismatch(StageError):
@@ -167,7 +160,7 @@ def stage(
     md5: str | None = None,
     cache_dir: Path | None = None,
     attempts: int = DOWNLOAD_ATTEMPTS,
-    progress: bool = False,
+    show: Show = QUIET,
 ) -> StageSummary:
     """Extract, transform and (optionally) load a dataset; return what was done.
 
@@ -179,14 +172,15 @@ def stage(
     :param prefix: S3 key prefix; default `datasets/<name>/`.
     :param out: where the staged folder goes; default <STATE_DIR>/datasets/<name>.
     :param md5: expected MD5 of a tarball (always the official one for the official URL).
+    :param show: how progress is reported (bars for download, stage, upload); default silent.
     """
     started = time.monotonic()
     timings: dict[str, float] = {}
     source = str(source or config.DATASET_URL)  # the official URL, a mirror, a test server
     if not 0.0 <= validation_fraction < 1.0:
-        raise StageError(f"--validation-fraction must be in [0, 1), got {validation_fraction}")
+        raise StageUsageError(f"--validation-fraction must be in [0, 1), got {validation_fraction}")
     if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
-        raise StageError(f"--md5 must be 32 hex digits, got {md5!r}")
+        raise StageUsageError(f"--md5 must be 32 hex digits, got {md5!r}")
     is_url = urllib.parse.urlparse(source).scheme in ("http", "https")
     if is_url:  # catch a typo before a 160 MB download
         resolve_classes(classes, CIFAR100_FINE_NAMES)
@@ -204,7 +198,7 @@ def stage(
             md5=known_md5(source) or md5,
             cache_dir=cache_dir,
             attempts=attempts,
-            progress=progress,
+            show=show,
         )
         source_md5: str | None = file_md5(tarball)
         data = open_source(tarball)
@@ -220,7 +214,7 @@ def stage(
                     "is it the right or a complete file?"
                 )
         elif md5:
-            raise StageError(f"--md5 checks a tarball, but {path} is not a file")
+            raise StageUsageError(f"--md5 checks a tarball, but {path} is not a file")
         data = open_source(path)
         kind = data.kind
     timings["extract"] = time.monotonic() - t
@@ -236,7 +230,7 @@ def stage(
         validation_fraction=validation_fraction,
         seed=SEED,
         provenance={"source": source, "source_md5": source_md5},
-        progress=progress,
+        show=show,
     )
     timings["transform"] = time.monotonic() - t
 
@@ -253,7 +247,7 @@ def stage(
     if upload and s3 is not None and bucket:
         prefix = normalize_prefix(f"datasets/{name}/" if prefix is None else prefix)
         t = time.monotonic()
-        result = upload_folder(out, bucket, prefix, s3=s3, progress=progress)
+        result = upload_folder(out, bucket, prefix, s3=s3, show=show)
         timings["upload"] = time.monotonic() - t
         summary.bucket, summary.prefix = bucket, prefix
         summary.uploaded, summary.skipped = result.uploaded, result.skipped
@@ -316,14 +310,6 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-@contextmanager
-def _progress(enabled: bool, *columns) -> Iterator[Progress]:
-    """A rich progress bar on stderr, drawn only on a terminal (logs and tests stay clean)."""
-    bar = Progress(*columns, console=ERR, disable=not (enabled and ERR.is_terminal))
-    with bar:
-        yield bar
-
-
 # ------------------------------ Extract (download) ------------------------------
 
 
@@ -333,7 +319,7 @@ def fetch(
     md5: str | None = None,
     cache_dir: Path | None = None,
     attempts: int = DOWNLOAD_ATTEMPTS,
-    progress: bool = False,
+    show: Show = QUIET,
 ) -> Path:
     """Download url into the cache (resuming a partial file with Range) and check its MD5.
 
@@ -354,7 +340,7 @@ def fetch(
         dest.unlink()
     for attempt in range(1, max(1, attempts) + 1):
         try:
-            _download_once(url, part, progress)
+            _download_once(url, part, show)
             break
         except DownloadInterrupted as err:
             if attempt >= attempts:
@@ -375,7 +361,7 @@ def _offline_hint() -> str:
     return "cifar-100-python.tar.gz, its extracted folder or a staged folder"
 
 
-def _download_once(url: str, part: Path, progress: bool) -> None:
+def _download_once(url: str, part: Path, show: Show) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "scones-stage"}
     if have:
@@ -390,7 +376,7 @@ def _download_once(url: str, part: Path, progress: bool) -> None:
             if total == have:
                 return
             part.unlink()
-            return _download_once(url, part, progress)
+            return _download_once(url, part, show)
         raise SourceUnreachable(
             f"cannot download {url}: HTTP {err.code} {err.reason}; check --source, "
             f"or pass --source PATH to a local copy such as {_offline_hint()}"
@@ -413,30 +399,15 @@ def _download_once(url: str, part: Path, progress: bool) -> None:
         if have and start == 0:
             LOG.info("%s does not support resuming; downloading from the start", url)
         size = start
-        columns = (
-            TextColumn("download"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-        )
-        with _progress(progress, *columns) as bar, part.open("r+b" if start else "wb") as fh:
+        download = show.bar("download", total, completed=start, url=url)
+        with download as tick, part.open("r+b" if start else "wb") as fh:
             fh.seek(start)
             fh.truncate()
-            task = bar.add_task("download", total=total, completed=start)
-            # No terminal (a container's log): a plain line every tenth of the download instead.
-            lines = progress and not ERR.is_terminal
-            step = total // 10 if total else 16 * CHUNK_BYTES
-            reported = start // step if step else 0
             try:
                 while chunk := resp.read(CHUNK_BYTES):
                     fh.write(chunk)
                     size += len(chunk)
-                    bar.update(task, completed=size)
-                    if lines and step and size // step > reported:
-                        reported = size // step
-                        done = f"{size / total:.0%} of {total / 1e6:.0f} MB" if total else ""
-                        ERR.print(f"download {url}: {size / 1e6:.0f} MB {done}".rstrip())
+                    tick(completed=size)
             except (OSError, http.client.HTTPException) as err:  # reset, timeout, IncompleteRead
                 raise DownloadInterrupted(
                     f"download of {url} stopped at {size} bytes ({err}); run the same command "
@@ -470,14 +441,14 @@ def transform(
     validation_fraction: float = 0.0,
     seed: int = SEED,
     provenance: dict | None = None,
-    progress: bool = False,
+    show: Show = QUIET,
 ) -> list[ClassInfo]:
     """Write the chosen classes as a staged folder: PNGs, .lst files, classes.json, marker.
 
     Everything goes to a temporary sibling folder first, the marker last; then the folder is
     renamed into place, replacing an earlier staged folder. Labels are 0..N-1 in `names` order.
     """
-    from PIL import Image
+    from PIL import Image  # lazy: Pillow only to write PNGs; `scones --help` stays light
 
     out = Path(out).expanduser().resolve()
     if out.exists() and not is_staged(out) and (not out.is_dir() or any(out.iterdir())):
@@ -518,9 +489,7 @@ def transform(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         total = sum(len(v) for v in plan.values())
-        columns = (TextColumn("stage"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with _progress(progress, *columns) as bar:
-            task = bar.add_task("transform", total=total)
+        with show.bar("stage", total) as tick:
             for split, entries in plan.items():
                 if not entries:
                     continue
@@ -528,7 +497,7 @@ def transform(
                 for fn, _, src_split, i in entries:
                     pixels = data.splits[src_split].pixels(i)
                     Image.fromarray(pixels, "RGB").save(tmp / split / fn, format="PNG")
-                    bar.advance(task)
+                    tick(advance=1)
                 lst = [LstEntry(j, label, fn) for j, (fn, label, _, _) in enumerate(entries)]
                 (tmp / f"{split}.lst").write_text(format_lst(lst), encoding="utf-8")
         infos = [
@@ -591,15 +560,13 @@ def upload_folder(
     *,
     s3=None,  # noqa: ANN001
     workers: int = UPLOAD_WORKERS,
-    progress: bool = False,
+    show: Show = QUIET,
 ) -> UploadResult:
     """Upload a staged folder to s3://bucket/prefix, skipping objects whose ETag is the file's MD5.
 
     Order keeps S3 readers safe: the old marker goes first, then images, then .lst files and
     classes.json, then objects the new staging no longer has, then the new marker.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     folder = Path(folder)
     if not is_staged(folder):
         raise StageError(f"{folder} is not a complete staged dataset (no {MARKER}); stage it first")
@@ -639,18 +606,16 @@ def upload_folder(
         [k for k in todo if is_image.match(k)],
         [k for k in todo if not is_image.match(k) and k != marker_key],
     ]
-    columns = (TextColumn("upload"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         if marker_key in existing:  # the prefix is being changed: not complete until re-marked
             s3.delete_object(Bucket=bucket, Key=marker_key)
-        with _progress(progress, *columns) as bar, ThreadPoolExecutor(workers) as pool:
-            task = bar.add_task("upload", total=len(todo))
+        with show.bar("upload", len(todo)) as tick, ThreadPoolExecutor(workers) as pool:
             for wave in waves:
                 futures = [pool.submit(put, key) for key in wave]
                 for future in as_completed(futures):
                     result.uploaded_bytes += future.result()
                     result.uploaded += 1
-                    bar.advance(task)
+                    tick(advance=1)
             for i in range(0, len(stale), 1000):  # DeleteObjects takes up to 1,000 keys
                 batch = [{"Key": k} for k in stale[i : i + 1000]]
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
@@ -658,7 +623,7 @@ def upload_folder(
             result.uploaded_bytes += put(marker_key)
             result.uploaded += 1
             result.skipped = len(wanted) - result.uploaded
-            bar.advance(task)
+            tick(advance=1)
     except (ClientError, BotoCoreError) as err:
         raise UploadError(
             f"upload to s3://{bucket}/{prefix} failed ({err}); run the same command again: "

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import typer
 
-from scones.demo import (
-    OUT,
-    demo,
-)
+from scones.cli.output import ERR as OUT
+from scones.cli.output import show
+from scones.demo import demo
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +30,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The main job: stack up, stage the data, model, deploy, stream the test split, report."""
         began = time.monotonic()
-        result = demo(source, out, progress=not as_json)
+        result = demo(source, out, show(bars=not as_json))
         if as_json:
             print(json.dumps(asdict(result), indent=2, default=str))
             return

@@ -7,6 +7,7 @@ import json
 import typer
 from rich.console import Console
 
+import cloud
 from scones import config, sagemaker_local
 from scones.aws import (
     where,
@@ -56,8 +57,6 @@ def register(app: typer.Typer) -> None:
         target = sagemaker_local.check_target(target)
         runtime_url = None
         if target != "local":
-            import cloud
-
             with OUT.status("deploying the SageMaker endpoint ..."):
                 if target == "cloud":
                     endpoint = cloud.deploy_endpoint(

@@ -33,6 +33,7 @@ def serve(
     capture_mode: str = typer.Option(None, help="Input, Output or InputAndOutput."),
 ) -> None:
     """Serve a model as a local SageMaker endpoint (/ping, /invocations, runtime API, /metrics)."""
+    # lazy: onnxruntime and FastAPI; only `serve` needs them
     from local_model import serve as server
 
     argv: list[str] = []

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         if not APP.is_file():
             raise ExplorerError(f"{APP} is missing; is this a complete checkout?")
         try:
-            import streamlit  # noqa: F401
+            import streamlit  # noqa: F401 - lazy: only asks whether the `explorer` extra is there
         except ImportError as err:
             raise ExplorerError("streamlit is not installed; pip install streamlit") from err
         OUT.print(f"explorer on http://127.0.0.1:{port} (Ctrl+C stops it)")

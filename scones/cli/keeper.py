@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from scones import config
+from scones import Show, config
+from scones.cli import output
 from scones.cli.stage import print_summary
-from scones.keeper import (
-    keep,
-)
+from scones.keeper import keep
 
 
 def register(app: typer.Typer) -> None:
@@ -32,4 +32,6 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Stage and deploy, then check forever and do both again when anything is lost."""
-        keep(source, interval or config.KEEP_INTERVAL, ready_file, on_staged=print_summary)
+        lines = Console()  # its lines on stdout (a container's log), staging's bar on stderr
+        show = Show(say=lines.print, busy=lines.status, bar=output.show().bar)
+        keep(source, interval or config.KEEP_INTERVAL, ready_file, print_summary, show)

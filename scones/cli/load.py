@@ -7,14 +7,15 @@ import json
 import typer
 from rich.console import Console
 
+from scones.cli import output
+from scones.cli.output import ERR as OUT
 from scones.load import (
     DEFAULT_DATASET,
-    OUT,
     START_THREADS,
     WAIT_BASE_S,
     WAIT_PER_EXECUTION_S,
-    LoadError,
     LoadSummary,
+    LoadUsageError,
     run_load,
 )
 
@@ -77,9 +78,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Dummy traffic through the workflow: a stream (--rate, --duration) or a --burst."""
         if burst is not None and (rate is not None or duration is not None):
-            raise LoadError("give either --burst N or --rate R --duration S, not both")
+            raise LoadUsageError("give either --burst N or --rate R --duration S, not both")
         if burst is None and (rate is None or duration is None):
-            raise LoadError("give --rate R --duration S (a stream) or --burst N (all at once)")
+            raise LoadUsageError("give --rate R --duration S (a stream) or --burst N (all at once)")
         count = burst if burst is not None else max(1, round(rate * duration))
         summary = run_load(
             count,
@@ -90,7 +91,7 @@ def register(app: typer.Typer) -> None:
             seed,
             wait,
             threads,
-            progress=not as_json,
+            show=output.show(bars=not as_json),
         )
         if as_json:
             print(json.dumps(summary.to_dict(), indent=2))

@@ -9,10 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scones import config, sagemaker_local
+import cloud
+from scones import QUIET, config, sagemaker_local
+from scones.cli import output
+from scones.cli.output import ERR
 from scones.model import (
-    ERR,
     ModelCommandError,
+    ModelUsageError,
     run_benchmark,
     run_training,
 )
@@ -87,11 +90,9 @@ def train(
     for item in hp or []:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ModelCommandError(f"--hp {item!r}: expected key=value")
+            raise ModelUsageError(f"--hp {item!r}: expected key=value")
         overrides[key.strip()] = value.strip()
     if target != "local" and not cv:
-        import cloud
-
         given = {k: v for k, v in overrides.items() if v is not None}
         if target == "cloud":
             result = cloud.train_and_remember(config.cloud_settings(), config.STATE_DIR, given)
@@ -102,19 +103,20 @@ def train(
         )
         return
     if cv and out is None:  # cv.json beside the served model would look like part of it
-        raise ModelCommandError("--cv writes DIR/cv.json: pass --out DIR")
+        raise ModelUsageError("--cv writes DIR/cv.json: pass --out DIR")
     out = Path(out or config.MODEL_DIR)
     if cv and export_pytorch:  # silently writing no model.pt2 would look like a lost file
-        raise ModelCommandError(
+        raise ModelUsageError(
             "--export-pytorch writes model.pt2 beside a trained model; --cv writes no model"
             " (it trains one per fold to measure the recipe). Drop one of the two options."
         )
     data = data or str(dataset_or_default(None))  # a str: Path() would mangle s3://
+    shown = QUIET if quiet else output.show(off_terminal=True)  # the epochs' bar, logs too
     if cv:
-        result = run_training(data, out, overrides, arch, quiet, cv=cv)
+        result = run_training(data, out, overrides, arch, shown, cv=cv)
         print_cross_validation(result)
         return
-    meta = run_training(data, out, overrides, arch, quiet, export_pytorch)
+    meta = run_training(data, out, overrides, arch, shown, export_pytorch)
     val = meta["metrics"]["validation"]
     OUT.print(
         f"[green]saved[/green] {out}/model.onnx  classes={meta['classes']}  "
@@ -162,7 +164,7 @@ def evaluate(
 ) -> None:
     """Accuracy, per-class precision/recall, coverage and confidently-wrong at threshold, ECE;
     with --ood-data, the share of other images passing the threshold, per sub-folder and in all."""
-    from local_model import evaluate as ev
+    from local_model import evaluate as ev  # lazy: onnxruntime; keeps `scones --help` fast
 
     threshold = config.CONFIDENCE_THRESHOLD if threshold is None else threshold
     try:

@@ -8,8 +8,9 @@ from dataclasses import asdict
 import typer
 
 from scones import StackDown, deploy, recovery
+from scones.cli.output import ERR as OUT
+from scones.cli.output import show
 from scones.stack import (
-    OUT,
     bench_stack,
     down,
     persist_dir,
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
     @app.command("setup")
     def setup_cmd(force: bool = typer.Option(False, help="Reinstall even if up to date.")) -> None:
         """Install or refresh the emulator's own venv (LocalStack core + our plugin)."""
-        venv = setup_emulator(force=force)
+        venv = setup_emulator(force=force, show=show())
         OUT.print(f"emulator venv ready: {venv}")
 
     @app.command("up")
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Start the local stack (emulator, model server) and deploy the workflow; idempotent."""
-        timings = up(only)
+        timings = up(only, show())
         OUT.print(f"stack up in {sum(timings.values()):.1f} s")
         if not only and not no_deploy:
             with OUT.status("deploying the workflow ..."):

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scones.cli import output
 from scones.dataset import (
     DEFAULT_CLASSES,
     SPLITS,
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
             upload=not no_upload,
             validation_fraction=validation_fraction,
             md5=md5,
-            progress=True,
+            show=output.show(),
         )
         if as_json:
             typer.echo(json.dumps(summary.to_dict(), indent=2))

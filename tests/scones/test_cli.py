@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from scones import PROJECT_ROOT
 
 
@@ -67,3 +69,42 @@ def test_status_of_a_stack_that_is_down_exits_3(tmp_path):
     done = _scones("status", **env, SCONES_MODEL_PORT=str(_free_port()))
     assert done.returncode == 3
     assert "down: emulator, model" in done.stderr
+
+
+COURSE = "tests/byo/course_project"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["load", "--burst", "5", "--rate", "1", "--duration", "1"], "not both"),
+        (["report", "--since", "banana"], "--since 'banana'"),
+        (["stage", "--md5", "xyz"], "--md5 must be 32 hex digits"),
+        (["stage", "--classes", "bogus"], "bogus"),
+        (["train", "--hp", "foo"], "--hp 'foo': expected key=value"),
+        (["deploy", "--target", "bogus"], "--target 'bogus'"),
+        (["import", f"{COURSE}/statemachine.json", f"{COURSE}/lambdas", "--env", "FOO"],
+         "--env expects NAME=VALUE"),
+        (["import", f"{COURSE}/statemachine.json", "/nonexistent"], "no such file or folder"),
+        (["import", "/nonexistent.json", f"{COURSE}/lambdas"], "cannot read the definition"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_usage_errors_that_exit_2(tmp_path, args, says):
+    """Named errors about the options given exit 2 (not 1, which is "the workflow said no")."""
+    env = {"SCONES_STATE_DIR": str(tmp_path), "SCONES_EMULATOR_PORT": str(_free_port()),
+           "SCONES_MODEL_PORT": str(_free_port())}  # fmt: skip
+    done = _scones(*args, **env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scones/bench_workflow.py (not this branch's to edit) raises a plain BenchError for a "
+    "bad --path; it exits 2 once that raise is a UsageError too",
+)
+def test_bench_workflow_with_a_bad_path_exits_2(tmp_path):
+    done = _scones("bench", "workflow", "--path", "x", SCONES_STATE_DIR=str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "--path must be one of" in done.stderr

@@ -53,7 +53,7 @@ def evaluate_accuracy(shared_data) -> float:
 def test_demo_streams_the_test_split_and_reports_every_image(
     emulator, model_server, shared_data, tmp_path
 ):
-    result = demo(source=str(shared_data), out=tmp_path / "report", progress=False)
+    result = demo(source=str(shared_data), out=tmp_path / "report")
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     s = data["summary"]
     truth = truth_of(shared_data)

@@ -35,7 +35,7 @@ def small_run(emulator, model_server, tmp_path_factory):
     """A dozen executions, a quarter of them bad inputs; their truth from the staged .lst."""
     source = stage_test_data(tmp_path_factory.mktemp("report-data"))
     deployed_workflow()
-    summary = run_load(RUN, bad_share=0.25, seed=5, progress=False)
+    summary = run_load(RUN, bad_share=0.25, seed=5)
     assert summary.unaccounted == 0
     return summary, dict(staged_test_images(source))
 
