@@ -49,7 +49,7 @@ def small_run(emulator, model_server, tmp_path_factory):
     """A few executions of a fresh run (two thirds images, the rest bad inputs)."""
     stage_test_data(tmp_path_factory.mktemp("explorer-data"))
     deployed_workflow()
-    summary = run_load(RUN, bad_share=0.34, seed=7, progress=False)
+    summary = run_load(RUN, bad_share=0.34, seed=7)
     assert summary.unaccounted == 0
     return summary
 
