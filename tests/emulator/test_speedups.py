@@ -377,6 +377,50 @@ def test_lambda_and_sqs_metrics_still_reach_cloudwatch(aws_client, create_functi
         sqs.delete_queue(QueueUrl=queue)
 
 
+def test_internal_calls_still_land_in_the_callers_region(aws_client, emulator):
+    """Step Functions -> SQS in a second region: the internal call's region comes from its
+    credential scope (patch 11), so the message lands in that region's queue, not in the
+    same-named queue of the default region."""
+    import boto3
+
+    home = aws_client("sqs").meta.region_name
+    other = "eu-west-3" if home != "eu-west-3" else "us-west-2"
+
+    def client(service: str, region: str):
+        return boto3.client(service, region_name=region, endpoint_url=emulator.url)
+
+    name = f"speedups-region-{uuid.uuid4().hex[:8]}"
+    queues = {region: client("sqs", region).create_queue(QueueName=name)["QueueUrl"]
+              for region in (home, other)}  # fmt: skip
+    sfn = client("stepfunctions", other)
+    definition = {
+        "StartAt": "Send",
+        "States": {
+            "Send": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": queues[other], "MessageBody.$": "$.body"},
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    try:
+        assert f":{other}:" in machine
+        run = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"body": name}))
+        assert _wait(sfn, run["executionArn"])["status"] == "SUCCEEDED"
+        got = client("sqs", other).receive_message(QueueUrl=queues[other], WaitTimeSeconds=5)
+        assert [m["Body"] for m in got.get("Messages", [])] == [name]
+        home_queue = client("sqs", home).receive_message(QueueUrl=queues[home], WaitTimeSeconds=1)
+        assert home_queue.get("Messages", []) == []
+    finally:
+        sfn.delete_state_machine(stateMachineArn=machine)
+        for region, url in queues.items():
+            client("sqs", region).delete_queue(QueueUrl=url)
+
+
 @pytest.mark.parametrize(
     ("pattern", "may_match"),
     [
