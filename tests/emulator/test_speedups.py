@@ -273,6 +273,154 @@ def test_batched_lambda_logs_keep_every_line_in_order(aws_client, create_functio
         assert lines == [f"tag={tag} line={i}" for i in range(3)], lines
 
 
+# Returns who ran it; calls itself synchronously while depth > 0 (each level holds an
+# environment busy while the next runs).
+NESTED = """
+import json, os, time
+import boto3
+
+def handler(event, context):
+    depth = event["depth"]
+    inner = None
+    if depth > 0:
+        answer = boto3.client("lambda").invoke(
+            FunctionName=context.function_name,
+            Payload=json.dumps({"tag": event["tag"], "depth": depth - 1, "sleep": 0}),
+        )
+        inner = json.loads(answer["Payload"].read())
+    time.sleep(event.get("sleep", 0))
+    return {"tag": event["tag"], "depth": depth, "pid": os.getpid(), "inner": inner}
+"""
+
+
+def test_lambda_invokes_beyond_the_warm_environments_all_answer(aws_client, create_function):
+    """More concurrent invocations than warm environments, and a function calling itself three
+    levels deep (four environments busy at once): each gets its own answer, none is refused or
+    waits for ever; the warm-first wait only delays a new environment."""
+    lam = aws_client("lambda")
+    name = create_function(
+        {"handler.py": NESTED}, "handler.handler", Runtime="python3.13", Timeout=60
+    )["FunctionName"]
+
+    def invoke(event: dict) -> dict:
+        answer = lam.invoke(FunctionName=name, Payload=json.dumps(event))
+        assert answer["StatusCode"] == 200 and "FunctionError" not in answer, answer
+        return json.loads(answer["Payload"].read())
+
+    nested = invoke({"tag": "nested", "depth": 3})
+    pids, level = [], nested
+    for depth in (3, 2, 1, 0):
+        assert (level["tag"], level["depth"]) == ("nested", depth)
+        pids.append(level["pid"])
+        level = level["inner"]
+    assert level is None
+    assert len(set(pids)) == 4  # four levels busy at once: four environments
+
+    events = [{"tag": uuid.uuid4().hex[:8], "depth": 0, "sleep": 0.2} for _ in range(12)]
+    with ThreadPoolExecutor(max_workers=len(events)) as pool:
+        answers = list(pool.map(invoke, events))
+    assert [a["tag"] for a in answers] == [e["tag"] for e in events]
+
+
+def _metric_sum(cloudwatch, namespace: str, metric: str, dimension: dict, since) -> float:
+    from datetime import UTC, datetime, timedelta
+
+    points = cloudwatch.get_metric_statistics(
+        Namespace=namespace,
+        MetricName=metric,
+        Dimensions=[dimension],
+        StartTime=since,
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return sum(p["Sum"] for p in points)
+
+
+def test_lambda_and_sqs_metrics_still_reach_cloudwatch(aws_client, create_function):
+    """Lambda's Invocations and Errors per function and SQS's NumberOfMessagesSent per queue,
+    as PutMetricData stored them before."""
+    from datetime import UTC, datetime, timedelta
+
+    lam, sqs, cloudwatch = aws_client("lambda"), aws_client("sqs"), aws_client("cloudwatch")
+    name = create_function({"handler.py": ECHO}, "handler.handler", Runtime="python3.13")[
+        "FunctionName"
+    ]
+    queue_name = f"speedups-metrics-{uuid.uuid4().hex[:8]}"
+    queue = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    try:
+        for n in range(3):
+            event = {"n": n, "tag": "m", "reject": n == 2}
+            lam.invoke(FunctionName=name, Payload=json.dumps(event))
+            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(event))
+
+        def figures() -> tuple[float, float, float]:
+            function = {"Name": "FunctionName", "Value": name}
+            return (
+                _metric_sum(cloudwatch, "AWS/Lambda", "Invocations", function, since),
+                _metric_sum(cloudwatch, "AWS/Lambda", "Errors", function, since),
+                _metric_sum(
+                    cloudwatch,
+                    "AWS/SQS",
+                    "NumberOfMessagesSent",
+                    {"Name": "QueueName", "Value": queue_name},
+                    since,
+                ),
+            )
+
+        deadline = time.monotonic() + 30  # both are published from background threads
+        while figures() != (3, 1, 3) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert figures() == (3, 1, 3)
+    finally:
+        sqs.delete_queue(QueueUrl=queue)
+
+
+def test_internal_calls_still_land_in_the_callers_region(aws_client, emulator):
+    """Step Functions -> SQS in a second region: the internal call's region comes from its
+    credential scope (patch 11), so the message lands in that region's queue, not in the
+    same-named queue of the default region."""
+    import boto3
+
+    home = aws_client("sqs").meta.region_name
+    other = "eu-west-3" if home != "eu-west-3" else "us-west-2"
+
+    def client(service: str, region: str):
+        return boto3.client(service, region_name=region, endpoint_url=emulator.url)
+
+    name = f"speedups-region-{uuid.uuid4().hex[:8]}"
+    queues = {region: client("sqs", region).create_queue(QueueName=name)["QueueUrl"]
+              for region in (home, other)}  # fmt: skip
+    sfn = client("stepfunctions", other)
+    definition = {
+        "StartAt": "Send",
+        "States": {
+            "Send": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": queues[other], "MessageBody.$": "$.body"},
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    try:
+        assert f":{other}:" in machine
+        run = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"body": name}))
+        assert _wait(sfn, run["executionArn"])["status"] == "SUCCEEDED"
+        got = client("sqs", other).receive_message(QueueUrl=queues[other], WaitTimeSeconds=5)
+        assert [m["Body"] for m in got.get("Messages", [])] == [name]
+        home_queue = client("sqs", home).receive_message(QueueUrl=queues[home], WaitTimeSeconds=1)
+        assert home_queue.get("Messages", []) == []
+    finally:
+        sfn.delete_state_machine(stateMachineArn=machine)
+        for region, url in queues.items():
+            client("sqs", region).delete_queue(QueueUrl=url)
+
+
 @pytest.mark.parametrize(
     ("pattern", "may_match"),
     [

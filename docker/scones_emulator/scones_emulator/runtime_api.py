@@ -22,7 +22,11 @@ API_PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = f"{API_PREFIX}/invocation/next"
 INIT_ERROR_PATH = f"{API_PREFIX}/init/error"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-POLL_SLICE_S = 0.5  # how often a waiting /next re-checks that its server is still open
+# How often an idle server's accept loop wakes to see whether it was shut down. close() runs
+# the shutdown in its own thread, so this only bounds how long a closed server's thread lingers;
+# a short one cost every idle environment wake-ups (and the emulator's GIL) all the time.
+SERVE_POLL_S = 5.0
+_CLOSED = None  # put on the event queue by close(): wakes a /next waiting for an event
 
 
 @dataclass
@@ -62,14 +66,14 @@ class RuntimeApiServer:
         self.ready = threading.Event()  # set on the first GET /next: init finished
         self.settled = threading.Event()  # set on /next or init/error: start() may look
         self.init_error: bytes | None = None
-        self._events: queue.Queue[PendingInvoke] = queue.Queue()
+        self._events: queue.Queue[PendingInvoke | None] = queue.Queue()
         self._current: PendingInvoke | None = None
         self._closed = threading.Event()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": POLL_SLICE_S},
+            kwargs={"poll_interval": SERVE_POLL_S},
             name=f"scones-runtime-api-{self.port}",
             daemon=True,
         )
@@ -92,7 +96,8 @@ class RuntimeApiServer:
         if self._closed.is_set():
             return
         self._closed.set()
-        # shutdown() blocks until serve_forever's next poll (up to POLL_SLICE_S): not our caller
+        self._events.put(_CLOSED)
+        # shutdown() blocks until serve_forever's next poll (up to SERVE_POLL_S): not our caller
         threading.Thread(
             target=self._shutdown, name=f"{self._thread.name}-close", daemon=True
         ).start()
@@ -105,12 +110,12 @@ class RuntimeApiServer:
     def _next_event(self) -> PendingInvoke | None:
         self.ready.set()
         self.settled.set()
-        while not self._closed.is_set():
-            try:
-                return self._events.get(timeout=POLL_SLICE_S)
-            except queue.Empty:
-                continue
-        return None
+        if self._closed.is_set():
+            return None
+        event = self._events.get()  # blocks without polling: close() puts _CLOSED
+        if event is _CLOSED:
+            self._events.put(_CLOSED)  # for any other /next still waiting
+        return event
 
     def _answer(self, request_id: str, body: bytes, is_error: bool) -> HTTPStatus:
         current = self._current
