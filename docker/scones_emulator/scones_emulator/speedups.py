@@ -630,26 +630,20 @@ def install_lambda_warm_first() -> bool:
                 _warm_starting[version_manager_id] -= 1
                 _warm_freed.notify_all()
 
-    label = "speedups: Lambda warm environments first"
+    # Both or neither: get_environment's wait counts the starts start_environment records.
     return patching.guarded(
-        AssignmentService,
-        "start_environment",
-        start_environment,
-        label=label,
-        params=("self", "version_manager_id", "function_version"),
-        source=("ExecutionEnvironment(", ".start()"),
-    ) and patching.guarded(
-        AssignmentService,
-        "get_environment",
-        get_environment,
-        label=label,
-        params=("self", "version_manager_id", "function_version", "provisioning_type"),
-        source=(
-            "environment.reserve()",
-            "self.start_environment(",
-            "execution_environment.release()",
-        ),
-    )
+        [
+            patching.Target(AssignmentService, "start_environment", start_environment,
+                            ("self", "version_manager_id", "function_version"),
+                            ("ExecutionEnvironment(", ".start()")),
+            patching.Target(AssignmentService, "get_environment", get_environment,
+                            ("self", "version_manager_id", "function_version",
+                             "provisioning_type"),
+                            ("environment.reserve()", "self.start_environment(",
+                             "execution_environment.release()")),
+        ],
+        label="speedups: Lambda warm environments first",
+    )  # fmt: skip
 
 
 # ------------------------------ 10. service metrics straight to CloudWatch ---------------------
