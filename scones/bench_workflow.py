@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -31,6 +32,10 @@ LIST_POLL_S = 1.0  # throughput runs: the running executions are listed this oft
 # for the RUNNING ones; the full list is fetched this often, and when nothing runs.
 FULL_LIST_S = 15.0
 WINDOW = 1000  # executions per throughput window (the drift compares the first and the last)
+# Uploads stop while this many executions run: each running execution holds emulator threads,
+# and a 10,000-event burst uploaded faster than it ran exhausted them (the emulator died with
+# "can't start new thread" some 3,000 executions in). The bench measures sustained throughput.
+MAX_IN_FLIGHT = 200
 SECOND_START_S = 600  # how long a second stack (--baseline, --no-persistence) may take to start
 GRACE_S = 60.0  # after the wait budget: how long still-running executions are followed to an end
 DESCRIBE_THREADS = 8
@@ -217,18 +222,44 @@ def bench_throughput(
     started_wall = datetime.now(UTC)
     began = time.monotonic()
 
-    def put(item: tuple[str, Event]) -> None:
-        clients.s3.put_object(Bucket=config.BUCKET, Key=item[0], Body=item[1].body)
+    gate = threading.Condition()
+    flow: dict = {"uploaded": 0, "allowed": MAX_IN_FLIGHT, "stop": False, "error": None}
+    flow["last_upload"] = began
+    pending = iter(keys.items())
+
+    def uploader() -> None:
+        while True:
+            with gate:
+                gate.wait_for(lambda: flow["uploaded"] < flow["allowed"] or flow["stop"])
+                item = None if flow["stop"] else next(pending, None)
+                if item is None:
+                    return
+                flow["uploaded"] += 1
+            try:
+                clients.s3.put_object(Bucket=config.BUCKET, Key=item[0], Body=item[1].body)
+            except Exception as err:  # raised in the bench's thread, after the others stop
+                with gate:
+                    flow["error"], flow["stop"] = flow["error"] or err, True
+                    gate.notify_all()
+                return
+            with gate:
+                flow["last_upload"] = time.monotonic()
 
     clients.s3  # noqa: B018 -- create the client before the threads share it
-    with ThreadPoolExecutor(upload_threads) as pool:
-        list(pool.map(put, keys.items()))
-    upload_s = time.monotonic() - began
+    uploaders = [threading.Thread(target=uploader, daemon=True) for _ in range(upload_threads)]
+    for thread in uploaders:
+        thread.start()
 
     def poll(until: float) -> list[dict]:
         last_progress, last_done, listed_at = time.monotonic(), -1, 0.0
         while True:
             running = len(_ours(clients, machine, started_wall, "RUNNING"))
+            with gate:  # uploads go on while fewer than MAX_IN_FLIGHT run
+                if flow["error"]:
+                    raise flow["error"]
+                flow["allowed"] = flow["uploaded"] - running + MAX_IN_FLIGHT
+                uploading = flow["uploaded"] < len(events)
+                gate.notify_all()
             out_of_time = time.monotonic() > until
             if running == 0 or out_of_time or time.monotonic() - listed_at > FULL_LIST_S:
                 executions = _ours(clients, machine, started_wall)
@@ -240,16 +271,24 @@ def bench_throughput(
                 if done != last_done:
                     last_progress, last_done = time.monotonic(), done
                 # Stop at the deadline, or when nothing has finished for a while and nothing runs.
-                idle = running == 0 and time.monotonic() - last_progress > 15
+                idle = running == 0 and not uploading and time.monotonic() - last_progress > 15
                 if out_of_time or idle:
                     return executions
             time.sleep(LIST_POLL_S)
 
-    executions = poll(began + timeout)
-    in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
-    if len(in_budget) < len(executions):
-        executions = poll(time.monotonic() + GRACE_S)
+    try:
+        executions = poll(began + timeout)
+        in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
+        if len(in_budget) < len(executions):
+            executions = poll(time.monotonic() + GRACE_S)
+    finally:
+        with gate:  # past the budget: what is not uploaded yet is not uploaded
+            flow["stop"] = True
+            gate.notify_all()
+        for thread in uploaders:
+            thread.join(timeout=60)
     elapsed_s = time.monotonic() - began
+    upload_s = flow["last_upload"] - began
 
     def describe(arn: str) -> dict:
         return clients.sfn.describe_execution(executionArn=arn)
