@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from scones import SconesError, UsageError, config
 from scones.aws import Clients
 from scones.executions import TERMINAL, outcome_of
@@ -31,6 +33,7 @@ LIST_POLL_S = 1.0  # throughput runs: the running executions are listed this oft
 # own): listing them all each second cost a 10,000-event run more the longer it went. Polls ask
 # for the RUNNING ones; the full list is fetched this often, and when nothing runs.
 FULL_LIST_S = 15.0
+LIST_RETRIES = 20
 WINDOW = 1000  # executions per throughput window (the drift compares the first and the last)
 # Uploads stop while this many executions run: each running execution holds emulator threads,
 # and a 10,000-event burst uploaded faster than it ran exhausted them (the emulator died with
@@ -170,6 +173,19 @@ def _ours(clients: Clients, machine: str, since: datetime, status: str = "") -> 
     """Executions of ``machine`` started at or after ``since`` (newest first: stop paging at
     the first older one, so a long-lived stack's history is not listed on every poll);
     ``status``: only those (the emulator then builds items for those alone)."""
+    for attempt in range(LIST_RETRIES):
+        try:
+            return _list_since(clients, machine, since, status)
+        except ClientError as err:
+            # LocalStack's ListExecutions iterates the executions while StartExecution adds to
+            # them: "OrderedDict mutated during iteration" (InternalError) under load. Again.
+            if err.response["Error"]["Code"] != "InternalError" or attempt == LIST_RETRIES - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _list_since(clients: Clients, machine: str, since: datetime, status: str) -> list[dict]:
     found: list[dict] = []
     for page in clients.sfn.get_paginator("list_executions").paginate(
         stateMachineArn=machine,
