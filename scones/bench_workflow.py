@@ -8,27 +8,37 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
+from botocore.exceptions import ClientError
 
-from scones import SconesError, config
+from scones import SconesError, UsageError, config
 from scones.aws import Clients
 from scones.executions import TERMINAL, outcome_of
 from scones.stage import default_dataset
 from scones.workflow import image_input, start, state_machine_arn, wait
 
-OUT = Console(stderr=True)
-
 BENCH_PREFIX = "bench/"
 BENCH_POLL_S = 0.01  # latency runs poll this often: the figure is the workflow's, not our polling
-LIST_POLL_S = 1.0  # throughput runs: ListExecutions this often (each call costs the emulator too)
+LIST_POLL_S = 1.0  # throughput runs: the running executions are listed this often
+# ListExecutions builds an item for every execution it returns (LocalStack has no paging of its
+# own): listing them all each second cost a 10,000-event run more the longer it went. Polls ask
+# for the RUNNING ones; the full list is fetched this often, and when nothing runs.
+FULL_LIST_S = 15.0
+LIST_RETRIES = 20
+WINDOW = 1000  # executions per throughput window (the drift compares the first and the last)
+# Uploads stop while this many executions run: each running execution holds emulator threads,
+# and a 10,000-event burst uploaded faster than it ran exhausted them (the emulator died with
+# "can't start new thread" some 3,000 executions in). The bench measures sustained throughput.
+MAX_IN_FLIGHT = 200
 SECOND_START_S = 600  # how long a second stack (--baseline, --no-persistence) may take to start
 GRACE_S = 60.0  # after the wait budget: how long still-running executions are followed to an end
 DESCRIBE_THREADS = 8
@@ -43,7 +53,11 @@ VARIANTS = {
 
 
 class BenchError(SconesError):
-    """The bench cannot run: no staged dataset, a bad --path, or a second stack that failed."""
+    """The bench cannot run: a second stack that failed to start or to bench."""
+
+
+class BenchUsageError(BenchError, UsageError):
+    """The bench was asked for something it cannot do: no staged dataset, a bad --path."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ def test_split(data: Path) -> list[Event]:
 
     lst = data / "test.lst"
     if not lst.is_file():
-        raise BenchError(
+        raise BenchUsageError(
             f"no staged dataset at {data} (no test.lst): run `scones stage`, or pass --data DIR "
             "(a folder with test.lst and test/)"
         )
@@ -69,10 +83,10 @@ def test_split(data: Path) -> list[Event]:
     for entry in parse_lst(lst.read_text(encoding="utf-8"), str(lst)):
         path = data / "test" / entry.path
         if not path.is_file():
-            raise BenchError(f"{lst} names {entry.path}, which is not in {data / 'test'}")
+            raise BenchUsageError(f"{lst} names {entry.path}, which is not in {data / 'test'}")
         events.append(Event("image", path.name, path.read_bytes()))
     if not events:
-        raise BenchError(f"{lst} is empty")
+        raise BenchUsageError(f"{lst} is empty")
     return events
 
 
@@ -155,12 +169,28 @@ def bench_latency(clients: Clients, events: list[Event], runs: int, warmup: int)
     }
 
 
-def _ours(clients: Clients, machine: str, since: datetime) -> list[dict]:
+def _ours(clients: Clients, machine: str, since: datetime, status: str = "") -> list[dict]:
     """Executions of ``machine`` started at or after ``since`` (newest first: stop paging at
-    the first older one, so a long-lived stack's history is not listed on every poll)."""
+    the first older one, so a long-lived stack's history is not listed on every poll);
+    ``status``: only those (the emulator then builds items for those alone)."""
+    for attempt in range(LIST_RETRIES):
+        try:
+            return _list_since(clients, machine, since, status)
+        except ClientError as err:
+            # LocalStack's ListExecutions iterates the executions while StartExecution adds to
+            # them: "OrderedDict mutated during iteration" (InternalError) under load. Again.
+            if err.response["Error"]["Code"] != "InternalError" or attempt == LIST_RETRIES - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _list_since(clients: Clients, machine: str, since: datetime, status: str) -> list[dict]:
     found: list[dict] = []
     for page in clients.sfn.get_paginator("list_executions").paginate(
-        stateMachineArn=machine, PaginationConfig={"PageSize": 1000}
+        stateMachineArn=machine,
+        PaginationConfig={"PageSize": 1000},
+        **({"statusFilter": status} if status else {}),
     ):
         fresh = [e for e in page["executions"] if e["startDate"] >= since]
         found += fresh
@@ -169,8 +199,31 @@ def _ours(clients: Clients, machine: str, since: datetime) -> list[dict]:
     return found
 
 
+def windows(since: datetime, stops: list[datetime], size: int) -> list[float]:
+    """Executions/s in consecutive windows of ``size`` executions, in the order they ended
+    (the first window from ``since``; a last partial window is left out)."""
+    rates, previous = [], since
+    ordered = sorted(stops)
+    for end in range(size, len(ordered) + 1, size):
+        span = (ordered[end - 1] - previous).total_seconds()
+        rates.append(round(size / span, 2) if span > 0 else 0.0)
+        previous = ordered[end - 1]
+    return rates
+
+
+def drift(rates: list[float]) -> float | None:
+    """How much slower the last window ran than the first (0.1: 10 % fewer executions/s)."""
+    if len(rates) < 2 or not rates[0]:
+        return None
+    return round(1 - rates[-1] / rates[0], 3)
+
+
 def bench_throughput(
-    clients: Clients, events: list[Event], timeout: float, upload_threads: int = 8
+    clients: Clients,
+    events: list[Event],
+    timeout: float,
+    upload_threads: int = 8,
+    window: int = WINDOW,
 ) -> dict:
     """Upload every event under incoming/: each starts an execution through EventBridge.
 
@@ -185,35 +238,73 @@ def bench_throughput(
     started_wall = datetime.now(UTC)
     began = time.monotonic()
 
-    def put(item: tuple[str, Event]) -> None:
-        clients.s3.put_object(Bucket=config.BUCKET, Key=item[0], Body=item[1].body)
+    gate = threading.Condition()
+    flow: dict = {"uploaded": 0, "allowed": MAX_IN_FLIGHT, "stop": False, "error": None}
+    flow["last_upload"] = began
+    pending = iter(keys.items())
+
+    def uploader() -> None:
+        while True:
+            with gate:
+                gate.wait_for(lambda: flow["uploaded"] < flow["allowed"] or flow["stop"])
+                item = None if flow["stop"] else next(pending, None)
+                if item is None:
+                    return
+                flow["uploaded"] += 1
+            try:
+                clients.s3.put_object(Bucket=config.BUCKET, Key=item[0], Body=item[1].body)
+            except Exception as err:  # raised in the bench's thread, after the others stop
+                with gate:
+                    flow["error"], flow["stop"] = flow["error"] or err, True
+                    gate.notify_all()
+                return
+            with gate:
+                flow["last_upload"] = time.monotonic()
 
     clients.s3  # noqa: B018 -- create the client before the threads share it
-    with ThreadPoolExecutor(upload_threads) as pool:
-        list(pool.map(put, keys.items()))
-    upload_s = time.monotonic() - began
+    uploaders = [threading.Thread(target=uploader, daemon=True) for _ in range(upload_threads)]
+    for thread in uploaders:
+        thread.start()
 
     def poll(until: float) -> list[dict]:
-        last_progress, last_done = time.monotonic(), -1
+        last_progress, last_done, listed_at = time.monotonic(), -1, 0.0
         while True:
-            executions = _ours(clients, machine, started_wall)
-            done = sum(e["status"] in TERMINAL for e in executions)
-            running = len(executions) - done
-            if done >= len(events) and running == 0:
-                return executions
-            if done != last_done:
-                last_progress, last_done = time.monotonic(), done
-            # Stop at the deadline, or when nothing has finished for a while and nothing runs.
-            idle = running == 0 and time.monotonic() - last_progress > 15
-            if time.monotonic() > until or idle:
-                return executions
+            running = len(_ours(clients, machine, started_wall, "RUNNING"))
+            with gate:  # uploads go on while fewer than MAX_IN_FLIGHT run
+                if flow["error"]:
+                    raise flow["error"]
+                flow["allowed"] = flow["uploaded"] - running + MAX_IN_FLIGHT
+                uploading = flow["uploaded"] < len(events)
+                gate.notify_all()
+            out_of_time = time.monotonic() > until
+            if running == 0 or out_of_time or time.monotonic() - listed_at > FULL_LIST_S:
+                executions = _ours(clients, machine, started_wall)
+                listed_at = time.monotonic()
+                done = sum(e["status"] in TERMINAL for e in executions)
+                running = len(executions) - done
+                if done >= len(events) and running == 0:
+                    return executions
+                if done != last_done:
+                    last_progress, last_done = time.monotonic(), done
+                # Stop at the deadline, or when nothing has finished for a while and nothing runs.
+                idle = running == 0 and not uploading and time.monotonic() - last_progress > 15
+                if out_of_time or idle:
+                    return executions
             time.sleep(LIST_POLL_S)
 
-    executions = poll(began + timeout)
-    in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
-    if len(in_budget) < len(executions):
-        executions = poll(time.monotonic() + GRACE_S)
+    try:
+        executions = poll(began + timeout)
+        in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
+        if len(in_budget) < len(executions):
+            executions = poll(time.monotonic() + GRACE_S)
+    finally:
+        with gate:  # past the budget: what is not uploaded yet is not uploaded
+            flow["stop"] = True
+            gate.notify_all()
+        for thread in uploaders:
+            thread.join(timeout=60)
     elapsed_s = time.monotonic() - began
+    upload_s = flow["last_upload"] - began
 
     def describe(arn: str) -> dict:
         return clients.sfn.describe_execution(executionArn=arn)
@@ -244,6 +335,8 @@ def bench_throughput(
         by_name[event.name] = outcome
         by_kind.setdefault(event.kind, Counter())[outcome] += 1
     finished = sum(1 for d in described if d["executionArn"] in in_budget)
+    stops = [d["stopDate"] for d in described if d["executionArn"] in in_budget]
+    rates = windows(started_wall, [s for s in stops if s], window)
     span_s = (last_stop - started_wall).total_seconds() if last_stop else elapsed_s
     _delete_prefix(clients, config.BUCKET, prefix)  # bench objects are not data
     return {
@@ -254,6 +347,9 @@ def bench_throughput(
         "lost": outcomes["lost"],
         "duplicates": sum(len(r) - 1 for r in by_key.values()),
         "executions_per_s": round(finished / span_s, 2) if span_s > 0 else 0.0,
+        "window": window,
+        "windows_per_s": rates,
+        "drift": drift(rates),
         "upload_s": round(upload_s, 2),
         "span_s": round(span_s, 2),
         "outcome_by_name": by_name,  # the warm-up's calibration for --path; not printed
@@ -284,6 +380,7 @@ def bench_workflow(
     data: Path | None = None,
     path: str = "mix",
     seed: int = 0,
+    window: int | None = None,
 ) -> dict:
     """A warm-up burst, warm single-image latency, then sustained executions/s over S3 events.
 
@@ -293,8 +390,7 @@ def bench_workflow(
     """
     from scones.deploy import deploy
 
-    if path not in PATHS:
-        raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+    _check(path, window)
     data = Path(data) if data else default_dataset()
     images = test_split(data)  # before deploying: a missing dataset is a quick, named error
     began = time.monotonic()
@@ -303,6 +399,7 @@ def bench_workflow(
     clients = Clients()
     runs, latency_warmup = (5, 2) if smoke else (30, 5)
     events = events or (40 if smoke else 1000)
+    window = window or (10 if smoke else WINDOW)
     if warmup_events is None:
         warmup_events = 10 if smoke else len(images)
     result: dict = {
@@ -323,7 +420,7 @@ def bench_workflow(
         if path != "mix":
             chosen = _by_outcome(images, calibration).get(PATH_OUTCOME[path], [])
     elif path != "mix":
-        raise BenchError(f"--path {path} needs a warm-up to learn which images take that path")
+        raise BenchUsageError(f"--path {path} needs a warm-up to learn which images take that path")
     if not chosen:
         raise BenchError(
             f"no test image took the {path} path in the warm-up ({result.get('warmup_outcomes')})"
@@ -334,7 +431,9 @@ def bench_workflow(
         else [chosen[i % len(chosen)] for i in range(events)]
     )
     result.update(bench_latency(clients, measured, runs, latency_warmup))
-    figures = bench_throughput(clients, measured, timeout=60 if smoke else 900)
+    # a long run gets the time it needs: 900 s per 1,000 events, as the default run
+    timeout = 60 if smoke else 900 * max(1, len(measured) / 1000)
+    figures = bench_throughput(clients, measured, timeout=timeout, window=window)
     figures.pop("outcome_by_name")
     result.update(figures)
     result["total_s"] = round(time.monotonic() - began, 1)
@@ -342,9 +441,23 @@ def bench_workflow(
     return result
 
 
-def second_stack(variant: str, args: list[str], timeout: float) -> dict:
+def _check(path: str, window: int | None) -> None:
+    if path not in PATHS:
+        raise BenchUsageError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+    if window is not None and window < 1:
+        raise BenchUsageError(f"--window must be at least 1, got {window}")
+
+
+def _quiet(message: str) -> None:
+    """The default progress callback: the core says nothing (the CLI prints)."""
+
+
+def second_stack(
+    variant: str, args: list[str], timeout: float, progress: Callable[[str], None] = _quiet
+) -> dict:
     """The same bench on a second emulator with ``VARIANTS[variant]``: own port and state dir,
-    the same model server; started, benched and stopped by child processes."""
+    the same model server; started, benched and stopped by child processes. ``progress`` is
+    told each step."""
     from scones.stack import _free_port
 
     config.STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -362,20 +475,20 @@ def second_stack(variant: str, args: list[str], timeout: float) -> dict:
     )
     scones = [sys.executable, "-m", "scones"]
     try:
-        with OUT.status(f"{variant}: starting a second emulator ..."):
-            up = subprocess.run(
-                [*scones, "up", "--only", "emulator"], env=env, capture_output=True, text=True
-            )
+        progress(f"{variant}: starting a second emulator ...")
+        up = subprocess.run(
+            [*scones, "up", "--only", "emulator"], env=env, capture_output=True, text=True
+        )
         if up.returncode:
             raise BenchError(f"{variant}: the second emulator did not start: {up.stderr[-800:]}")
-        with OUT.status(f"{variant}: the same bench on it ..."):
-            done = subprocess.run(
-                [*scones, "bench", "workflow", "--json", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
+        progress(f"{variant}: the same bench on it ...")
+        done = subprocess.run(
+            [*scones, "bench", "workflow", "--json", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode:
             raise BenchError(f"{variant}: the bench failed there: {done.stderr[-800:]}")
         return json.loads(done.stdout)
@@ -397,20 +510,22 @@ def bench_with_second_stacks(
     seed: int,
     baseline: bool,
     no_persistence: bool,
+    window: int | None = None,
+    progress: Callable[[str], None] = _quiet,
 ) -> dict:
     """The bench, then (when asked) the same events on a stock stack and one without persistence.
 
     A second stack that fails is reported beside the figures already measured (its "error").
     """
-    if path not in PATHS:
-        raise BenchError(f"--path must be one of {', '.join(PATHS)}, got {path!r}")
+    _check(path, window)
     data = data or default_dataset()
-    result = bench_workflow(smoke, events, warmup_events, data, path, seed)
+    progress("benching this stack ...")
+    result = bench_workflow(smoke, events, warmup_events, data, path, seed, window)
     args = ["--data", str(data), "--path", path, "--seed", str(seed)]
-    args += ["--events", str(result["events"])]
+    args += ["--events", str(result["events"]), "--window", str(result["window"])]
     args += ["--warmup-events", str(result.get("warmup_events", 0))]
     args += ["--smoke"] if smoke else []
-    timeout = 900 if smoke else 3600
+    timeout = 900 if smoke else 3600 * max(1, result["events"] / 1000)
     # a second stack that fails is reported beside the figures already measured
     for wanted, variant, ratio in (
         (baseline, "stock", "ratio_vs_stock"),
@@ -419,7 +534,7 @@ def bench_with_second_stacks(
         if not wanted:
             continue
         try:
-            other = result[variant] = second_stack(variant, args, timeout)
+            other = result[variant] = second_stack(variant, args, timeout, progress)
         except BenchError as err:
             result[variant], result[ratio] = {"error": str(err)}, None
             continue

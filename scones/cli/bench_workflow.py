@@ -33,6 +33,11 @@ def _print(result: dict) -> None:
         f"outcomes {result['outcomes']}; still running {result['still_running']}, "
         f"lost {result['lost']}"
     )
+    if result.get("windows_per_s"):
+        OUT.print(
+            f"per {result['window']} executions: {result['windows_per_s']} executions/s; "
+            f"drift (last window vs first) {result['drift']}"
+        )
     for variant, ratio in (("stock", "ratio_vs_stock"), ("no_persistence", "persistence_cost")):
         other = result.get(variant)
         if other and "error" in other:
@@ -68,6 +73,13 @@ def register_bench(bench: typer.Typer) -> None:
             "inputs; success / review: only the images that took that path in the warm-up.",
         ),
         seed: int = typer.Option(0, help="Where the bad inputs go in the mix."),
+        window: int = typer.Option(
+            None,
+            "--window",
+            help="Executions per throughput window (default 1000; --smoke 10): executions/s "
+            "per window and the drift, the last window against the first. For the long-lived "
+            "check: --events 10000.",
+        ),
         baseline: bool = typer.Option(
             False,
             "--baseline",
@@ -82,7 +94,16 @@ def register_bench(bench: typer.Typer) -> None:
     ) -> None:
         """Executions/s over S3 events on the path real orders take, warm p50/p95, outcomes."""
         result = bench_with_second_stacks(
-            smoke, events, warmup_events, data, path, seed, baseline, no_persistence
+            smoke,
+            events,
+            warmup_events,
+            data,
+            path,
+            seed,
+            baseline,
+            no_persistence,
+            window,
+            progress=lambda message: OUT.print(message, markup=False),
         )
         if as_json:
             print(json.dumps(result, indent=2))

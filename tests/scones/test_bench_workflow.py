@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 def test_bench_without_a_staged_dataset_is_a_named_error(tmp_path):
     done = _cli("--smoke", "--data", str(tmp_path / "nowhere"), timeout=120)
 
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error: nothing was started
     assert "no staged dataset" in done.stderr and "scones stage" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -46,8 +47,27 @@ def test_bench_without_a_staged_dataset_is_a_named_error(tmp_path):
 def test_bench_refuses_an_unknown_path(shared_data):
     done = _cli("--smoke", "--data", str(shared_data), "--path", "fast", timeout=120)
 
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "--path must be one of mix, success, review" in done.stderr
+
+
+def test_bench_refuses_an_empty_window(shared_data):
+    done = _cli("--smoke", "--data", str(shared_data), "--window", "0", timeout=120)
+
+    assert done.returncode == 2
+    assert "--window must be at least 1, got 0" in done.stderr
+
+
+def test_windows_split_executions_in_the_order_they_ended_and_drift_compares_ends():
+    since = datetime(2026, 12, 5, tzinfo=UTC)
+    # 4 ended at 1 s each, then 4 at 2 s each, then 1 more (a partial window, left out)
+    stops = [since + timedelta(seconds=s) for s in (1, 2, 3, 4, 6, 8, 10, 12, 13)]
+
+    rates = bench_workflow.windows(since, list(reversed(stops)), 4)
+
+    assert rates == [1.0, 0.5]
+    assert bench_workflow.drift(rates) == 0.5
+    assert bench_workflow.drift(rates[:1]) is None
 
 
 @pytest.mark.slow
@@ -70,6 +90,9 @@ def test_bench_workflow_smoke_mix_accounts_for_every_event(deployed, shared_data
     assert "succeeded" not in {o for c in bad.values() for o in c}
     assert result["warmup_events"] == 10 and sum(result["warmup_outcomes"].values()) == 10
     assert result["executions_per_s"] > 0 and result["p50_ms"] > 0
+    # --smoke's windows of 10: the long-lived check's figures, on a small scale
+    assert result["window"] == 10 and len(result["windows_per_s"]) == 4
+    assert all(rate > 0 for rate in result["windows_per_s"]) and result["drift"] is not None
 
 
 @pytest.mark.slow

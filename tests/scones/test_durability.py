@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -357,6 +358,57 @@ def test_executions_cut_short_by_a_sigkill_are_failed_named_and_rerun_by_up(dura
         for r in sfn.list_executions(stateMachineArn=machine)["executions"]
     ]
     assert any(orphan in text for text in inputs)
+
+
+def test_queue_journals_keep_sends_forget_deletes_and_stay_small(durable_stack):
+    sqs = durable_stack.client("sqs")
+    url = sqs.create_queue(QueueName=f"durability-journal-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    journal = (
+        durable_stack.state_dir
+        / "emulator"
+        / "state"
+        / "sqs"
+        / f"{hashlib.sha256(arn['QueueArn'].encode()).hexdigest()}.journal"
+    )
+    deleted: set[str] = set()
+    for round_ in range(150):  # 1,500 sends and 1,500 deletes: 3,000 journal records
+        batch = [{"Id": str(i), "MessageBody": f"gone {round_}-{i}"} for i in range(10)]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=batch).get("Failed")
+        for _ in range(20):
+            got = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=120
+            ).get("Messages", [])
+            if got:
+                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in
+                           enumerate(got)]  # fmt: skip
+                assert not sqs.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+                deleted |= {m["MessageId"] for m in got}
+            if len(deleted) == 10 * (round_ + 1):
+                break
+        assert len(deleted) == 10 * (round_ + 1), "a sent message was not received"
+    kept = {
+        sqs.send_message(QueueUrl=url, MessageBody=f"kept {i}")["MessageId"]: f"kept {i}"
+        for i in range(20)
+    }
+    size_before_kill = journal.stat().st_size
+
+    durable_stack.sigkill_emulator()
+    durable_stack.up()
+
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessages"]) == 20
+    after: dict[str, str] = {}
+    for _ in range(10):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=120)
+        after |= {m["MessageId"]: m["Body"] for m in got.get("Messages", [])}
+        if len(after) >= 20:
+            break
+    assert after == kept  # every kept message, no deleted one back
+    # loaded, the journal holds the 20 live messages: about 20 sends' worth
+    per_send = journal.stat().st_size / 20
+    # before: compacted as it went, so well under the 1,520 sends it would hold otherwise
+    assert size_before_kill < 800 * per_send, (size_before_kill, per_send)
 
 
 def test_bench_faults_smoke_loses_no_order(durable_stack):

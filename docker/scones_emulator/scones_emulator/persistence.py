@@ -13,13 +13,23 @@ Layout under ``SCONES_EMULATOR_PERSIST`` (one directory per stack):
 - ``stepfunctions/<sha256>.pickle``: one record per execution (its description and history),
   written at StartExecution and again when it ends; the store snapshot leaves executions out,
   so a busy workflow rewrites small files, not the whole history.
+- ``sqs/<sha256 of the queue ARN>.journal``: each queue's messages, as appended records (sent,
+  deleted, purged; length + CRC framed, fsynced before the call's response leaves), rewritten
+  with only its live messages when mostly dead; the SQS snapshot keeps the queues without their
+  messages. A send used to wait for a snapshot that pickled every message of every queue, so
+  each send cost more as queues nobody drains (a bench's review and notification queues) grew;
+  a journal record costs the same at any queue length. Replay stops at a torn tail (a record
+  whose fsync never returned, so never acknowledged). Receipts and visibility are not kept:
+  after a restart a received but undeleted message is visible again, as after its timeout.
 
 Group commit: a response handler marks a service dirty after each successful mutating request;
-one saver thread per service writes the next snapshot. Control-plane calls, S3 writes, SQS
-sends/deletes and StartExecution wait until a snapshot that includes them is on disk before
-their response leaves, so a committed object, message or execution survives SIGKILL; an
+one saver thread per service writes the next snapshot. Control-plane calls, S3 writes and
+StartExecution wait until a snapshot that includes them is on disk before their response
+leaves, and SQS sends/deletes until their journal records are (one fsync covers every record
+written before it), so a committed object, message or execution survives SIGKILL; an
 execution's end is saved at once (its own thread waits for the save, milliseconds after the
-status changes); other changes (execution progress, receipts) are saved within DEBOUNCE_S.
+status changes); other changes (execution progress, messages delivered by internal calls
+no response handler sees) are saved within DEBOUNCE_S.
 Executions that were running when the emulator stopped are loaded as FAILED with the error
 ``EmulatorRestarted`` (they cannot resume mid-state); ``scones redrive`` runs them again.
 """
@@ -33,8 +43,10 @@ import io
 import logging
 import os
 import pickle
+import struct
 import threading
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +59,7 @@ SERVICES = ("iam", "s3", "sqs", "sns", "lambda", "events", "stepfunctions")
 DEBOUNCE_S = 0.5  # changes nobody waits for are batched this long before a save
 RETRY_S = 1.0  # seconds before a failed save (a store changing under the pickler) is tried again
 COMMIT_TIMEOUT_S = 30.0  # a waiting request gives up (and logs) after this; it is still saved
+COMPACT_MIN_RECORDS = 1000  # a queue journal is rewritten when dead records exceed live by this
 PICKLE_RETRIES = 5  # another thread may resize a dict mid-pickle: take the snapshot again
 RESTART_ERROR = "EmulatorRestarted"
 RESTART_CAUSE = (
@@ -63,12 +76,22 @@ NO_STATE = {
     ("sns", "PublishBatch"),
     ("events", "PutEvents"),  # the target's own call (StartExecution) is saved
     ("stepfunctions", "StartSyncExecution"),
-}
-# Saved, but nobody waits: losing one only redelivers a message or re-runs an execution.
-NO_WAIT = {
-    ("sqs", "ReceiveMessage"),
+    # receipts and visibility are not kept: after a restart a message is visible again
     ("sqs", "ChangeMessageVisibility"),
     ("sqs", "ChangeMessageVisibilityBatch"),
+}
+# SQS calls that change messages: their records are in the queue journals, which they sync
+# (a ReceiveMessage may move messages to a dead-letter queue).
+SQS_JOURNALLED = {
+    "SendMessage",
+    "SendMessageBatch",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "PurgeQueue",
+    "ReceiveMessage",
+}
+# Saved, but nobody waits: losing one only re-runs an execution.
+NO_WAIT = {
     ("stepfunctions", "SendTaskSuccess"),
     ("stepfunctions", "SendTaskFailure"),
     ("stepfunctions", "SendTaskHeartbeat"),
@@ -239,6 +262,213 @@ def mark_interrupted(execution) -> None:
     )
 
 
+# ------------------------------ SQS message journals ------------------------------
+
+_FRAME = struct.Struct("<II")  # length, crc32 of the pickled record that follows
+
+
+def _frame(record: tuple) -> bytes:
+    data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+    return _FRAME.pack(len(data), zlib.crc32(data)) + data
+
+
+def read_frames(data: bytes) -> tuple[list[tuple[tuple, bytes]], int]:
+    """The whole records in ``data`` (each with its frame) and where the last whole one ends.
+
+    A record cut short or garbled can only be the tail (appends are sequential) and was never
+    acknowledged (its fsync had not returned): replay stops there.
+    """
+    records, at = [], 0
+    while at + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, at)
+        end = at + _FRAME.size + length
+        body = data[at + _FRAME.size : end]
+        if end > len(data) or zlib.crc32(body) != crc:
+            break
+        try:
+            records.append((pickle.loads(body), data[at:end]))
+        except Exception:  # a crc collision on garbage: stop as for a torn tail
+            break
+        at = end
+    return records, at
+
+
+class MessageJournals:
+    """One append-only journal per SQS queue: ``put`` / ``del`` / ``clear`` records.
+
+    A send appends its message and the response waits for an fsync (group commit: whoever
+    syncs covers every record written so far), so the cost of a send does not grow with the
+    queue as a whole-store snapshot's did. A journal whose dead records outnumber the live ones
+    (plus COMPACT_MIN_RECORDS) is rewritten with only its live messages (temp file, fsync,
+    rename), so its size stays proportional to the queue. Receipts and visibility are not
+    journalled: after a restart every live message is visible again, as after its timeout.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()  # files, live records, counters
+        self._sync_lock = threading.Lock()  # one fsync round (and compaction) at a time
+        self._fds: dict[str, int] = {}
+        self._live: dict[str, dict[str, bytes]] = {}  # queue arn -> message id -> its frame
+        self._records: dict[str, int] = {}  # records in each journal file, live or dead
+        self._dirty: set[str] = set()
+        self._new_files = False
+        self._seq = 0  # records appended
+        self._synced = 0  # records known on disk
+
+    def path(self, queue_arn: str) -> Path:
+        return self.folder / f"{hashlib.sha256(queue_arn.encode()).hexdigest()}.journal"
+
+    def _open(self, queue_arn: str) -> int:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path(queue_arn), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fds[queue_arn] = fd
+        self._records.setdefault(queue_arn, 0)
+        self._live.setdefault(queue_arn, {})
+        self._new_files = True
+        return fd
+
+    def append(self, queue_arn: str, op: str, key: str = "", payload: object = None) -> None:
+        """Write one record (not yet synced: ``commit`` makes it durable)."""
+        frame = _frame((op, key, payload)) if op == "put" else None
+        with self._lock:
+            live = self._live.get(queue_arn, {})
+            if op == "put" and key in live:
+                return  # a FIFO duplicate: the message is already there
+            if op == "del" and key not in live:
+                return  # not a message this journal holds (nothing to undo)
+            if op == "clear" and not live:
+                return
+            frame = frame or _frame((op, key, payload))
+            fd = self._fds.get(queue_arn) or self._open(queue_arn)
+            os.write(fd, frame)
+            live = self._live[queue_arn]
+            if op == "put":
+                live[key] = frame
+            elif op == "del":
+                del live[key]
+            else:
+                live.clear()
+            self._records[queue_arn] += 1
+            self._dirty.add(queue_arn)
+            self._seq += 1
+
+    def commit(self) -> None:
+        """Return once every record appended before the call is on disk."""
+        upto = self._seq
+        if self._synced >= upto:
+            return
+        with self._sync_lock:
+            if self._synced >= upto:
+                return  # another thread's fsync covered it (group commit)
+            with self._lock:
+                target, dirty, self._dirty = self._seq, self._dirty, set()
+                fds = [self._fds[arn] for arn in dirty if arn in self._fds]
+                new_files, self._new_files = self._new_files, False
+            for fd in fds:
+                os.fsync(fd)
+            if new_files:
+                fsync_dir(self.folder)
+            self._synced = target
+            self._compact_due()
+
+    def _compact_due(self) -> None:
+        """Rewrite journals that are mostly dead records (called with the sync lock held)."""
+        for queue_arn in [
+            arn
+            for arn, records in list(self._records.items())
+            if records > COMPACT_MIN_RECORDS + 2 * len(self._live.get(arn, {}))
+        ]:
+            with self._lock:
+                self._rewrite(queue_arn)
+
+    def _rewrite(self, queue_arn: str) -> None:
+        """The journal with only its live messages, atomically (lock held)."""
+        live = self._live.setdefault(queue_arn, {})
+        write_atomic(self.path(queue_arn), b"".join(live.values()))
+        old = self._fds.pop(queue_arn, None)
+        if old is not None:
+            os.close(old)
+        self._open(queue_arn)
+        self._new_files = False  # write_atomic synced the directory
+        self._records[queue_arn] = len(live)
+
+    def load(self, queue_arn: str) -> list:
+        """The queue's live messages, in the order they were sent; the journal rewritten
+        without dead records (and without a torn tail, so later appends follow whole ones)."""
+        path = self.path(queue_arn)
+        data = path.read_bytes() if path.exists() else b""
+        records, _end = read_frames(data)
+        live: dict[str, bytes] = {}
+        messages: dict[str, object] = {}
+        for (op, key, payload), frame in records:
+            if op == "put" and key not in live:
+                live[key], messages[key] = frame, payload
+            elif op == "del":
+                live.pop(key, None)
+                messages.pop(key, None)
+            elif op == "clear":
+                live.clear()
+                messages.clear()
+        with self._sync_lock, self._lock:
+            self._live[queue_arn] = live
+            if data or path.exists():
+                self._rewrite(queue_arn)
+        return list(messages.values())
+
+    def keep_only(self, queue_arns: set[str]) -> None:
+        """Remove the journals of queues that no longer exist (deleted, or from a lost store)."""
+        with self._sync_lock, self._lock:
+            keep = {self.path(arn).name for arn in queue_arns}
+            for arn in [a for a in self._fds if a not in queue_arns]:
+                os.close(self._fds.pop(arn))
+                self._live.pop(arn, None)
+                self._records.pop(arn, None)
+                self._dirty.discard(arn)
+            removed = False
+            for path in self.folder.glob("*.journal") if self.folder.exists() else []:
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
+                    removed = True
+            if removed:
+                fsync_dir(self.folder)
+
+    def close(self) -> None:
+        self.commit()
+        with self._sync_lock, self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+def sent_copy(message):
+    """An ``SqsMessage`` as it was sent: its receive state reset, its dicts copied (a receiver
+    may change the live ones while the record is pickled)."""
+    record = copy.copy(message)
+    record.message = dict(message.message)
+    attributes = dict(message.message.get("Attributes") or {})
+    attributes["ApproximateReceiveCount"] = "0"
+    attributes.pop("ApproximateFirstReceiveTimestamp", None)
+    record.message["Attributes"] = attributes
+    record.receive_count = 0
+    record.receipt_handles = set()
+    record.last_received = record.first_received = record.visibility_deadline = None
+    record.deleted = False
+    return record
+
+
+def queue_shell(queue):
+    """A queue without its messages (they live in its journal): what the SQS snapshot keeps."""
+    shell = copy.copy(queue)
+    shell.delayed, shell.inflight, shell.receipts = set(), {}, {}
+    if hasattr(queue, "visible"):
+        shell.visible = type(queue.visible)()
+    if hasattr(queue, "message_groups"):
+        shell.message_groups, shell.inflight_groups, shell.deduplication = {}, set(), {}
+        shell.message_group_queue = type(queue.message_group_queue)()
+    return shell
+
+
 # ------------------------------ Saver ------------------------------
 
 
@@ -320,6 +550,8 @@ class Persistence:
         # bodies known to be on disk, by identity: a save then stats and hashes only new
         # objects instead of every object in every bucket (which grew with each upload)
         self._saved_bodies: set[tuple] = set()
+        self.journals = MessageJournals(root / "sqs")
+        self._dead_lettered = threading.local()  # a ReceiveMessage's moved messages
 
     # -- services --
     def service(self, name: str):
@@ -362,6 +594,12 @@ class Persistence:
             self._save_executions()
         skip = ("executions",) if name == "stepfunctions" else ()
         states = [bundle_state(b, skip) for b in self.bundles(name)]
+        if name == "sqs":  # messages are in the queues' journals: the snapshot keeps the queues
+            for state in states:
+                for regions in state["stores"].values():
+                    for attrs in regions.values():
+                        queues = attrs.get("attr_queues") or {}
+                        attrs["attr_queues"] = {n: queue_shell(q) for n, q in queues.items()}
         write_atomic(self.root / f"{name}.pickle", dumps(states))
         hook.on_after_state_save()
 
@@ -474,6 +712,8 @@ class Persistence:
             self._load_executions()
         if name == "events":
             self._load_events()
+        if name == "sqs":
+            self._load_messages()
         hook.on_after_state_load()
 
     def durable_s3(self) -> str:
@@ -534,6 +774,35 @@ class Persistence:
             )
             self._save_executions()
 
+    def _queues(self) -> list:
+        found = []
+        for bundle in self.bundles("sqs"):
+            for regions in dict(bundle).values():
+                for store in dict(regions).values():
+                    found += list(dict(store.queues).values())
+        return found
+
+    def _load_messages(self) -> None:
+        """Each queue's messages from its journal (a snapshot from before the journals kept
+        them in the queue itself: those are journalled now, so the next snapshot may drop them)."""
+        queues = self._queues()
+        for queue in queues:
+            had_journal = self.journals.path(queue.arn).exists()
+            for message in self.journals.load(queue.arn):
+                if message.is_delayed:
+                    queue.delayed.add(message)
+                else:
+                    queue._put_message(message)
+                if message.message_deduplication_id and hasattr(queue, "deduplication"):
+                    queue.deduplication[message.message_deduplication_id] = message
+            if not had_journal:
+                for message in queue_messages(queue):
+                    self.journals.append(
+                        queue.arn, "put", message.message["MessageId"], sent_copy(message)
+                    )
+        self.journals.keep_only({queue.arn for queue in queues})
+        self.journals.commit()
+
     def _load_events(self) -> None:
         """Rebuild the provider's runtime objects (rule services, target senders) from the store."""
         from localstack.services.events.event_bus import EventBusService
@@ -561,6 +830,11 @@ class Persistence:
         operation = context.operation.name if context.operation else ""
         if service not in self.savers or response.status_code >= 400:
             return
+        if service == "sqs" and operation in SQS_JOURNALLED:
+            if operation == "ReceiveMessage":
+                self._journal_dead_lettered()
+            self.journals.commit()
+            return
         if operation.startswith(READ_PREFIXES) or (service, operation) in NO_STATE:
             return
         if service == "stepfunctions":
@@ -570,6 +844,17 @@ class Persistence:
             elif operation in ("StopExecution",):
                 self.mark_execution(context.service_request.get("executionArn", ""))
         self.savers[service].touch(wait=(service, operation) not in NO_WAIT)
+        if (service, operation) == ("sqs", "DeleteQueue"):  # on disk without it: its journal goes
+            self.journals.keep_only({queue.arn for queue in self._queues()})
+
+    def _journal_dead_lettered(self) -> None:
+        """Messages a ReceiveMessage moved to a dead-letter queue leave their source's journal
+        after the dead-letter queue's put is written (a crash between keeps both, never none)."""
+        moved = getattr(self._dead_lettered, "moved", None)
+        if moved:
+            self._dead_lettered.moved = []
+            for queue_arn, message_id in moved:
+                self.journals.append(queue_arn, "del", message_id)
 
     def start(self) -> None:
         if self.service("s3") is not None:
@@ -577,6 +862,20 @@ class Persistence:
         for name in SERVICES:
             if self.service(name) is not None:
                 self.savers[name] = ServiceSaver(name, lambda n=name: self.save(n))
+        if "sqs" in self.savers:
+            flusher = threading.Thread(target=self._flush_journals, name="scones-journal")
+            flusher.daemon = True
+            flusher.start()
+
+    def _flush_journals(self) -> None:
+        """Records written by calls no response handler sees (internal deliveries) reach the
+        disk within DEBOUNCE_S."""
+        while True:
+            time.sleep(DEBOUNCE_S)
+            try:
+                self.journals.commit()
+            except Exception:
+                LOG.exception("sqs: syncing the message journals failed")
 
     def shutdown(self) -> None:
         began = time.monotonic()
@@ -584,6 +883,7 @@ class Persistence:
             saver.flush()
         if "s3" in self.savers:
             self.collect_bodies()
+        self.journals.close()
         LOG.info("state saved for shutdown in %.2f s", time.monotonic() - began)
 
 
@@ -600,12 +900,85 @@ def install() -> None:
     root = Path(PERSIST_DIR)
     root.mkdir(parents=True, exist_ok=True)
     persistence = Persistence(root)
+    _watch_queues(persistence)
     persistence.load_all()
     persistence.start()
     handlers.run_custom_response_handlers.append(persistence.on_response)
     _watch_executions(persistence)
     PERSISTENCE = persistence
     LOG.info("state persisted under %s", root)
+
+
+def queue_messages(queue) -> list:
+    """Every message a queue holds: visible, in flight, delayed (FIFO: in its groups)."""
+    found = list(queue.inflight) + list(queue.delayed)
+    if hasattr(queue, "visible"):
+        found += list(queue.visible.queue)
+    for group in getattr(queue, "message_groups", {}).values():
+        found += list(group.messages)
+    return found
+
+
+def _watch_queues(persistence: Persistence) -> None:
+    """Sends, deletes and purges write their queue's journal record as they happen."""
+    from localstack.services.sqs import models
+
+    if getattr(models.SqsQueue.remove, "__scones_persist__", False):
+        return
+    journals = persistence.journals
+
+    def watch_put(cls) -> None:
+        original = cls.put
+
+        def put(self, *args, **kwargs):
+            message = original(self, *args, **kwargs)
+            deduplication = getattr(self, "deduplication", None)
+            if (
+                deduplication is not None
+                and deduplication.get(message.message_deduplication_id) is not message
+            ):
+                return message  # a FIFO duplicate: not queued (its original may be gone)
+            journals.append(self.arn, "put", message.message["MessageId"], sent_copy(message))
+            return message
+
+        cls.put = put
+
+    def watch_receive(cls) -> None:
+        original = cls.receive
+
+        def receive(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            if result.dead_letter_messages:  # journalled once the provider has moved them
+                moved = getattr(persistence._dead_lettered, "moved", None) or []
+                moved += [(self.arn, m.message["MessageId"]) for m in result.dead_letter_messages]
+                persistence._dead_lettered.moved = moved
+            return result
+
+        cls.receive = receive
+
+    def watch_clear(cls) -> None:
+        original = cls.clear
+
+        def clear(self):
+            original(self)
+            journals.append(self.arn, "clear")
+
+        cls.clear = clear
+
+    original_remove = models.SqsQueue.remove
+
+    def remove(self, receipt_handle: str):
+        message = self.receipts.get(receipt_handle)
+        original_remove(self, receipt_handle)
+        if message is not None and message.deleted:
+            journals.append(self.arn, "del", message.message["MessageId"])
+
+    remove.__scones_persist__ = True
+    models.SqsQueue.remove = remove  # FifoQueue.remove calls it through super()
+    for cls in (models.StandardQueue, models.FifoQueue):
+        watch_put(cls)
+        watch_receive(cls)
+        watch_clear(cls)
 
 
 def _watch_executions(persistence: Persistence) -> None:
