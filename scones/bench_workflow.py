@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from scones import SconesError, UsageError, config
+from scones import QUIET, SconesError, Show, UsageError, config
 from scones.aws import Clients
 from scones.executions import TERMINAL, outcome_of
 from scones.stage import default_dataset
@@ -448,15 +447,9 @@ def _check(path: str, window: int | None) -> None:
         raise BenchUsageError(f"--window must be at least 1, got {window}")
 
 
-def _quiet(message: str) -> None:
-    """The default progress callback: the core says nothing (the CLI prints)."""
-
-
-def second_stack(
-    variant: str, args: list[str], timeout: float, progress: Callable[[str], None] = _quiet
-) -> dict:
+def second_stack(variant: str, args: list[str], timeout: float, show: Show = QUIET) -> dict:
     """The same bench on a second emulator with ``VARIANTS[variant]``: own port and state dir,
-    the same model server; started, benched and stopped by child processes. ``progress`` is
+    the same model server; started, benched and stopped by child processes. ``show`` is
     told each step."""
     from scones.stack import _free_port
 
@@ -475,13 +468,13 @@ def second_stack(
     )
     scones = [sys.executable, "-m", "scones"]
     try:
-        progress(f"{variant}: starting a second emulator ...")
+        show.say(f"{variant}: starting a second emulator ...")
         up = subprocess.run(
             [*scones, "up", "--only", "emulator"], env=env, capture_output=True, text=True
         )
         if up.returncode:
             raise BenchError(f"{variant}: the second emulator did not start: {up.stderr[-800:]}")
-        progress(f"{variant}: the same bench on it ...")
+        show.say(f"{variant}: the same bench on it ...")
         done = subprocess.run(
             [*scones, "bench", "workflow", "--json", *args],
             env=env,
@@ -511,7 +504,7 @@ def bench_with_second_stacks(
     baseline: bool,
     no_persistence: bool,
     window: int | None = None,
-    progress: Callable[[str], None] = _quiet,
+    show: Show = QUIET,
 ) -> dict:
     """The bench, then (when asked) the same events on a stock stack and one without persistence.
 
@@ -519,7 +512,7 @@ def bench_with_second_stacks(
     """
     _check(path, window)
     data = data or default_dataset()
-    progress("benching this stack ...")
+    show.say("benching this stack ...")
     result = bench_workflow(smoke, events, warmup_events, data, path, seed, window)
     args = ["--data", str(data), "--path", path, "--seed", str(seed)]
     args += ["--events", str(result["events"]), "--window", str(result["window"])]
@@ -534,7 +527,7 @@ def bench_with_second_stacks(
         if not wanted:
             continue
         try:
-            other = result[variant] = second_stack(variant, args, timeout, progress)
+            other = result[variant] = second_stack(variant, args, timeout, show)
         except BenchError as err:
             result[variant], result[ratio] = {"error": str(err)}, None
             continue

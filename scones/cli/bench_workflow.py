@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from scones.bench_workflow import VARIANTS, bench_with_second_stacks
+from scones.cli.output import show
 
 OUT = Console(stderr=True)
 
@@ -103,7 +104,7 @@ def register_bench(bench: typer.Typer) -> None:
             baseline,
             no_persistence,
             window,
-            progress=lambda message: OUT.print(message, markup=False),
+            show=show(OUT),
         )
         if as_json:
             print(json.dumps(result, indent=2))

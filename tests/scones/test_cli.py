@@ -99,11 +99,6 @@ def test_bad_options_are_usage_errors_that_exit_2(tmp_path, args, says):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scones/bench_workflow.py (not this branch's to edit) raises a plain BenchError for a "
-    "bad --path; it exits 2 once that raise is a UsageError too",
-)
 def test_bench_workflow_with_a_bad_path_exits_2(tmp_path):
     done = _scones("bench", "workflow", "--path", "x", SCONES_STATE_DIR=str(tmp_path))
     assert done.returncode == 2, done.stderr

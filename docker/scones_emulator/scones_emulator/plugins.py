@@ -2,6 +2,7 @@
 
 - ``SconesExecutorPlugin``: the ``scones`` Lambda runtime executor (LAMBDA_RUNTIME_EXECUTOR=scones).
 - ``dynamodb_moto`` (dynamodb.py): the ``dynamodb:scones`` provider, moto's DynamoDB.
+- ``scones_reap_threads``: forgets LocalStack's finished background threads (threads.py).
 - ``scones_patch_stepfunctions``: an on_infra_start hook that gives Step Functions JSONata without
   Java, makes its execution histories match AWS's where LocalStack differs (fidelity.py) and
   applies the Step Functions speedups (speedups.py).
@@ -49,6 +50,15 @@ def scones_patch_stepfunctions() -> None:
         from scones_emulator import speedups
 
         speedups.install()
+
+
+@hooks.on_infra_start()
+def scones_reap_threads() -> None:
+    """Join and drop LocalStack's finished threads as they finish, not at shutdown: kept, they
+    exhaust the process's memory mappings after a few thousand executions (threads.py)."""
+    from scones_emulator import threads
+
+    threads.install()
 
 
 @hooks.on_infra_start(priority=-10)
