@@ -26,7 +26,9 @@ def test_finished_execution_threads_do_not_pile_up(emulator, aws_client):
     sfn = aws_client("stepfunctions")
     machine = sfn.create_state_machine(
         name=f"threads-{uuid.uuid4().hex[:8]}",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        definition=json.dumps(
+            {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+        ),
         roleArn=SFN_ROLE,
     )["stateMachineArn"]
     arns = [sfn.start_execution(stateMachineArn=machine)["executionArn"] for _ in range(3)]
