@@ -21,6 +21,8 @@ Layout under ``SCONES_EMULATOR_PERSIST`` (one directory per stack):
   a journal record costs the same at any queue length. Replay stops at a torn tail (a record
   whose fsync never returned, so never acknowledged). Receipts and visibility are not kept:
   after a restart a received but undeleted message is visible again, as after its timeout.
+  The queues' methods are patched through patching.guarded; if LocalStack's have changed, the
+  messages stay in the SQS snapshot (a send then waits for a whole snapshot, as before).
 
 Group commit: a response handler marks a service dirty after each successful mutating request;
 one saver thread per service writes the next snapshot. Control-plane calls, S3 writes and
@@ -49,6 +51,8 @@ import time
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
+
+from scones_emulator import patching
 
 LOG = logging.getLogger(__name__)
 
@@ -551,6 +555,9 @@ class Persistence:
         # objects instead of every object in every bucket (which grew with each upload)
         self._saved_bodies: set[tuple] = set()
         self.journals = MessageJournals(root / "sqs")
+        # set by install once the queues write their journals (_watch_queues); if LocalStack
+        # changed them, messages stay in the SQS snapshot as before the journals
+        self.journalled = False
         self._dead_lettered = threading.local()  # a ReceiveMessage's moved messages
 
     # -- services --
@@ -594,7 +601,7 @@ class Persistence:
             self._save_executions()
         skip = ("executions",) if name == "stepfunctions" else ()
         states = [bundle_state(b, skip) for b in self.bundles(name)]
-        if name == "sqs":  # messages are in the queues' journals: the snapshot keeps the queues
+        if name == "sqs" and self.journalled:  # messages are in the journals: the queues only
             for state in states:
                 for regions in state["stores"].values():
                     for attrs in regions.values():
@@ -712,7 +719,7 @@ class Persistence:
             self._load_executions()
         if name == "events":
             self._load_events()
-        if name == "sqs":
+        if name == "sqs" and self.journalled:
             self._load_messages()
         hook.on_after_state_load()
 
@@ -830,7 +837,7 @@ class Persistence:
         operation = context.operation.name if context.operation else ""
         if service not in self.savers or response.status_code >= 400:
             return
-        if service == "sqs" and operation in SQS_JOURNALLED:
+        if service == "sqs" and self.journalled and operation in SQS_JOURNALLED:
             if operation == "ReceiveMessage":
                 self._journal_dead_lettered()
             self.journals.commit()
@@ -862,7 +869,7 @@ class Persistence:
         for name in SERVICES:
             if self.service(name) is not None:
                 self.savers[name] = ServiceSaver(name, lambda n=name: self.save(n))
-        if "sqs" in self.savers:
+        if "sqs" in self.savers and self.journalled:
             flusher = threading.Thread(target=self._flush_journals, name="scones-journal")
             flusher.daemon = True
             flusher.start()
@@ -900,7 +907,7 @@ def install() -> None:
     root = Path(PERSIST_DIR)
     root.mkdir(parents=True, exist_ok=True)
     persistence = Persistence(root)
-    _watch_queues(persistence)
+    persistence.journalled = _watch_queues(persistence)
     persistence.load_all()
     persistence.start()
     handlers.run_custom_response_handlers.append(persistence.on_response)
@@ -919,78 +926,73 @@ def queue_messages(queue) -> list:
     return found
 
 
-def _watch_queues(persistence: Persistence) -> None:
-    """Sends, deletes and purges write their queue's journal record as they happen."""
+def _watch_queues(persistence: Persistence) -> bool:
+    """Sends, deletes and purges write their queue's journal record as they happen; False (and
+    nothing patched) when LocalStack's queues are not the ones this was written for."""
     from localstack.services.sqs import models
 
-    if getattr(models.SqsQueue.remove, "__scones_persist__", False):
-        return
     journals = persistence.journals
 
-    def watch_put(cls) -> None:
-        original = cls.put
+    def put(original, self, *args, **kwargs):
+        message = original(self, *args, **kwargs)
+        deduplication = getattr(self, "deduplication", None)
+        if (
+            deduplication is not None
+            and deduplication.get(message.message_deduplication_id) is not message
+        ):
+            return message  # a FIFO duplicate: not queued (its original may be gone)
+        journals.append(self.arn, "put", message.message["MessageId"], sent_copy(message))
+        return message
 
-        def put(self, *args, **kwargs):
-            message = original(self, *args, **kwargs)
-            deduplication = getattr(self, "deduplication", None)
-            if (
-                deduplication is not None
-                and deduplication.get(message.message_deduplication_id) is not message
-            ):
-                return message  # a FIFO duplicate: not queued (its original may be gone)
-            journals.append(self.arn, "put", message.message["MessageId"], sent_copy(message))
-            return message
+    def receive(original, self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if result.dead_letter_messages:  # journalled once the provider has moved them
+            moved = getattr(persistence._dead_lettered, "moved", None) or []
+            moved += [(self.arn, m.message["MessageId"]) for m in result.dead_letter_messages]
+            persistence._dead_lettered.moved = moved
+        return result
 
-        cls.put = put
+    def clear(original, self):
+        original(self)
+        journals.append(self.arn, "clear")
 
-    def watch_receive(cls) -> None:
-        original = cls.receive
-
-        def receive(self, *args, **kwargs):
-            result = original(self, *args, **kwargs)
-            if result.dead_letter_messages:  # journalled once the provider has moved them
-                moved = getattr(persistence._dead_lettered, "moved", None) or []
-                moved += [(self.arn, m.message["MessageId"]) for m in result.dead_letter_messages]
-                persistence._dead_lettered.moved = moved
-            return result
-
-        cls.receive = receive
-
-    def watch_clear(cls) -> None:
-        original = cls.clear
-
-        def clear(self):
-            original(self)
-            journals.append(self.arn, "clear")
-
-        cls.clear = clear
-
-    original_remove = models.SqsQueue.remove
-
-    def remove(self, receipt_handle: str):
+    def remove(original, self, receipt_handle: str):
         message = self.receipts.get(receipt_handle)
-        original_remove(self, receipt_handle)
+        original(self, receipt_handle)
         if message is not None and message.deleted:
             journals.append(self.arn, "del", message.message["MessageId"])
 
-    remove.__scones_persist__ = True
-    models.SqsQueue.remove = remove  # FifoQueue.remove calls it through super()
+    put_params = (
+        "self",
+        "message",
+        "visibility_timeout",
+        "message_deduplication_id",
+        "message_group_id",
+        "delay_seconds",
+    )
+    receive_params = (
+        "self",
+        "num_messages",
+        "wait_time_seconds",
+        "visibility_timeout",
+        "poll_empty_queue",
+    )
+    # FifoQueue.remove calls SqsQueue.remove through super(): one patch covers both
+    targets = [patching.Target(models.SqsQueue, "remove", remove, ("self", "receipt_handle"))]
     for cls in (models.StandardQueue, models.FifoQueue):
-        watch_put(cls)
-        watch_receive(cls)
-        watch_clear(cls)
+        targets += [
+            patching.Target(cls, "put", put, put_params),
+            patching.Target(cls, "receive", receive, receive_params),
+            patching.Target(cls, "clear", clear, ("self",)),
+        ]
+    return patching.guarded(targets, label="persistence: SQS message journals")  # fmt: skip
 
 
 def _watch_executions(persistence: Persistence) -> None:
     """An execution that ends is saved (with its history) by the next Step Functions save."""
     from localstack.services.stepfunctions.backend import execution as execution_module
 
-    comm = execution_module.BaseExecutionWorkerCommunication
-    original = comm.terminated
-    if getattr(original, "__scones_persist__", False):
-        return
-
-    def terminated(self) -> None:
+    def terminated(original, self) -> None:
         try:
             original(self)
         finally:  # the status is set before the status-change event, which may raise: save anyway
@@ -1002,8 +1004,13 @@ def _watch_executions(persistence: Persistence) -> None:
                 # after it is set, so a restart soon after cannot undo it
                 saver.touch(wait=True)
 
-    terminated.__scones_persist__ = True
-    comm.terminated = terminated
+    patching.guarded(
+        execution_module.BaseExecutionWorkerCommunication,
+        "terminated",
+        terminated,
+        label="persistence: an execution's end saved as it happens",
+        params=("self",),
+    )
 
 
 def shutdown() -> None:
