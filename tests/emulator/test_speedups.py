@@ -421,6 +421,108 @@ def test_internal_calls_still_land_in_the_callers_region(aws_client, emulator):
             client("sqs", region).delete_queue(QueueUrl=url)
 
 
+# Returns where and as what it ran, with spaces in its JSON (AWS counts the bytes it sent).
+WHERE = """
+import os
+
+def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    return {"region": os.environ["AWS_REGION"], "arn": context.invoked_function_arn,
+            "trace": os.environ.get("_X_AMZN_TRACE_ID", ""), "tag": event["tag"]}
+"""
+
+
+def test_step_functions_invokes_lambda_in_process_as_through_the_gateway(aws_client, emulator):
+    """Patch 12: a lambda:invoke task calls the Lambda service in-process. What the task sees
+    is what the gateway answered: the function of the state machine's region (a same-named one
+    elsewhere is not called), an X-Ray trace id, Content-Length counting the bytes the function
+    returned, a function error by its type, and a missing function as
+    ``Lambda.ResourceNotFoundException`` with AWS's cause."""
+    import boto3
+
+    from tests.emulator.conftest import LAMBDA_ROLE, SFN_ROLE, zip_files
+
+    home = aws_client("lambda").meta.region_name
+    other = "eu-west-3" if home != "eu-west-3" else "us-west-2"
+
+    def client(service: str, region: str):
+        return boto3.client(service, region_name=region, endpoint_url=emulator.url)
+
+    name = f"speedups-direct-{uuid.uuid4().hex[:8]}"
+    for region in (home, other):
+        lam = client("lambda", region)
+        lam.create_function(
+            FunctionName=name,
+            Role=LAMBDA_ROLE,
+            Handler="handler.handler",
+            Runtime="python3.13",
+            Code={"ZipFile": zip_files({"handler.py": WHERE})},
+        )
+        lam.get_waiter("function_active_v2").wait(
+            FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+    sfn = client("stepfunctions", other)
+
+    def run(function: str, payload: dict) -> tuple[dict, list[dict]]:
+        definition = {
+            "StartAt": "Invoke",
+            "States": {
+                "Invoke": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "End": True,
+                    "Parameters": {"FunctionName": function, "Payload": payload},
+                }
+            },
+        }
+        machine = sfn.create_state_machine(
+            name=f"{name}-{uuid.uuid4().hex[:6]}",
+            definition=json.dumps(definition),
+            roleArn=SFN_ROLE,
+        )["stateMachineArn"]
+        try:
+            run = sfn.start_execution(stateMachineArn=machine, input="{}")
+            return _wait(sfn, run["executionArn"]), _history(sfn, run["executionArn"])
+        finally:
+            sfn.delete_state_machine(stateMachineArn=machine)
+
+    try:
+        ran, events = run(name, {"tag": "direct"})
+        assert ran["status"] == "SUCCEEDED", ran
+        output = json.loads(ran["output"])
+        answer = output["Payload"]
+        assert answer["region"] == other and f":{other}:" in answer["arn"]
+        assert answer["trace"].startswith("Root=1-"), answer["trace"]
+        returned = json.dumps(answer).encode()  # Python's json.dumps: ", " and ": " as sent
+        headers = output["SdkHttpMetadata"]["HttpHeaders"]
+        assert headers["Content-Length"] == str(len(returned))
+        assert headers["x-amzn-RequestId"] == output["SdkResponseMetadata"]["RequestId"]
+        assert output["StatusCode"] == 200 and output["ExecutedVersion"] == "$LATEST"
+
+        failed, _ = run(name, {"tag": "x", "fail": True})
+        assert (failed["status"], failed["error"]) == ("FAILED", "ValueError")
+        assert json.loads(failed["cause"])["errorMessage"] == "asked to fail"
+
+        missing, events = run(f"{name}-missing", {"tag": "x"})
+        assert (missing["status"], missing["error"]) == (
+            "FAILED",
+            "Lambda.ResourceNotFoundException",
+        )
+        cause = missing["cause"]
+        assert cause.startswith(f"Function not found: arn:aws:lambda:{other}:"), cause
+        assert (
+            "(Service: AWSLambda; Status Code: 404; Error Code: ResourceNotFoundException; "
+            "Request ID: "
+            in cause
+            and cause.endswith("; Proxy: null)")
+        ), cause
+        assert [e["type"] for e in events if e["type"].startswith("Task")][-1] == "TaskFailed"
+    finally:
+        for region in (home, other):
+            client("lambda", region).delete_function(FunctionName=name)
+
+
 @pytest.mark.parametrize(
     ("pattern", "may_match"),
     [
@@ -435,3 +537,34 @@ def test_internal_calls_still_land_in_the_callers_region(aws_client, emulator):
 )
 def test_status_events_are_skipped_only_when_no_rule_can_match(pattern, may_match):
     assert speedups._pattern_may_match_states(pattern) is may_match
+
+
+def test_shared_timers_fire_once_in_order_and_never_when_cancelled():
+    """Patch 13's timers (the Lambda keep-alive and start-up timers): each started one fires
+    once, at its time, in its own thread; a cancelled one never fires, and thousands of
+    cancelled keep-alives (one per invoke) do not pile up in the scheduler."""
+    import threading
+
+    fired: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def fire(n: int) -> None:
+        fired.append((n, threading.current_thread().name))
+        if n == 5:
+            done.set()
+
+    timers = [speedups.SharedTimer(0.2 * n, fire, args=(n,)) for n in range(6)]
+    for timer in reversed(timers):  # started out of order: fired by due time
+        timer.start()
+    timers[2].cancel()
+    for _ in range(5000):
+        keepalive = speedups.SharedTimer(600, fire, args=(-1,))
+        keepalive.start()
+        keepalive.cancel()
+    assert len(speedups.SharedTimer._heap) < 2000
+    assert done.wait(10)
+    time.sleep(0.1)
+    assert [n for n, _ in fired] == [0, 1, 3, 4, 5]
+    assert {name for _, name in fired} == {"scones-timer-fired"}
+    with pytest.raises(RuntimeError):
+        timers[0].start()
