@@ -864,14 +864,18 @@ def install_internal_signing() -> bool:
 # ------------------------------ 12. Step Functions -> Lambda in-process ---------------------
 
 
-def _lambda_skeleton() -> Any:
-    """The running Lambda service's skeleton (its dispatch table), or None if not running."""
+def _lambda_invoke_handler() -> tuple[Any, Any] | None:
+    """The running Lambda service's (service model, Invoke dispatcher); None if it is not
+    running yet or its skeleton no longer looks as read (the call then takes the gateway)."""
     from localstack.services.plugins import SERVICE_PLUGINS
 
     if not SERVICE_PLUGINS.is_running("lambda"):
         return None
-    container = SERVICE_PLUGINS.get_service_container("lambda")
-    return getattr(container.service, "skeleton", None)
+    skeleton = getattr(SERVICE_PLUGINS.get_service_container("lambda").service, "skeleton", None)
+    dispatch = getattr(skeleton, "dispatch_table", None) or {}
+    if "Invoke" not in dispatch or not hasattr(skeleton, "service"):
+        return None
+    return skeleton.service, dispatch["Invoke"]
 
 
 class DirectLambdaClient:
@@ -906,9 +910,10 @@ class DirectLambdaClient:
         from localstack.http import Request
         from localstack.utils.xray.trace_header import TraceHeader
 
-        skeleton = _lambda_skeleton()
-        if skeleton is None:  # not started yet: the gateway loads it on the way
+        found = _lambda_invoke_handler()
+        if found is None:
             return self._client.invoke(**params)
+        service, dispatch = found
         request = dict(params)
         if request.get("Payload") is not None:  # the parser hands Invoke a stream
             payload = request["Payload"]
@@ -922,8 +927,8 @@ class DirectLambdaClient:
                 headers={"User-Agent": self._user_agent},
             )
         )
-        context.service = skeleton.service
-        context.operation = skeleton.service.operation_model("Invoke")
+        context.service = service
+        context.operation = service.operation_model("Invoke")
         context.region, context.account_id = self._region, self._account
         context.service_request = request
         context.trace_context["aws_trace_header"] = TraceHeader().ensure_root_exists()
@@ -934,7 +939,7 @@ class DirectLambdaClient:
             "date": formatdate(usegmt=True),
         }
         try:
-            response = dict(skeleton.dispatch_table["Invoke"](context, request) or {})
+            response = dict(dispatch(context, request) or {})
         except ServiceException as err:
             raise ClientError(
                 {
@@ -989,7 +994,6 @@ def install_lambda_invoke_direct() -> bool:
         utils = importlib.import_module(
             f"{SFN}.asl.component.state.state_execution.state_task.lambda_eval_utils"
         )
-        from localstack.aws.skeleton import Skeleton  # noqa: F401 -- dispatch_table relied on
     except ImportError as err:
         LOG.warning("speedups: %s; Step Functions invokes Lambda through the gateway", err)
         return False
