@@ -461,9 +461,11 @@ def s3_restarted(durable_stack) -> dict:
     s3.put_object(Bucket=versioned, Key="from-before-versioning.txt", Body=b"versioned")
     s3.put_object(Bucket=versioned, Key="marked.txt", Body=b"under a marker")
     s3.delete_object(Bucket=versioned, Key="marked.txt")  # a delete marker on top
-    s3.create_bucket(Bucket=plain)
+    s3.create_bucket(Bucket=plain, ObjectOwnership="ObjectWriter")  # object ACLs allowed
     s3.put_object(Bucket=plain, Key="overwritten.txt", Body=b"first", Metadata={"n": "1"})
     s3.put_object(Bucket=plain, Key="overwritten.txt", Body=b"second", Metadata={"n": "2"})
+    # an ACL changes the object in place (no key store set): it must be recorded again
+    s3.put_object_acl(Bucket=plain, Key="overwritten.txt", ACL="public-read")
     s3.put_object(Bucket=plain, Key="deleted.txt", Body=b"gone")
     s3.delete_object(Bucket=plain, Key="deleted.txt")
     for i in range(300):
@@ -477,6 +479,7 @@ def s3_restarted(durable_stack) -> dict:
     durable_stack.up()
 
     return {
+        "acl_after": s3.get_object_acl(Bucket=plain, Key="overwritten.txt")["Grants"],
         "versioned": versioned,
         "plain": plain,
         "doc_ids": ids,
@@ -513,6 +516,8 @@ def test_overwrites_and_deletes_survive_sigkill_and_old_bodies_are_collected(
     after = s3_restarted["after"][bucket]["versions"]
     assert after[("overwritten.txt", "null")][3:] == (b"second", {"n": "2"})
     assert ("deleted.txt", "null") not in after
+    everyone = "http://acs.amazonaws.com/groups/global/AllUsers"
+    assert any(g["Grantee"].get("URI") == everyone for g in s3_restarted["acl_after"])
     assert after == s3_restarted["before"][bucket]["versions"]
     # one body file per live object: the overwritten and deleted ones were removed as soon as
     # the record that dropped them was on disk (and nothing came back with the restart)
