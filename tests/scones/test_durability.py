@@ -411,6 +411,153 @@ def test_queue_journals_keep_sends_forget_deletes_and_stay_small(durable_stack):
     assert size_before_kill < 800 * per_send, (size_before_kill, per_send)
 
 
+# ------------------------------ S3 objects in their journals ------------------------------
+
+
+def state_root(stack: Stack) -> Path:
+    return stack.state_dir / "emulator" / "state"
+
+
+def body_files(stack: Stack, bucket: str) -> int:
+    """Body files on disk for a bucket (temp files of a write in progress left out)."""
+    folder = state_root(stack) / "s3" / "bodies" / bucket
+    return sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else 0
+
+
+def bucket_contents(stack: Stack, bucket: str) -> dict:
+    """Every version and delete marker of a bucket as a client sees them, bodies included."""
+    s3 = stack.client("s3")
+    versions, markers = {}, {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []):
+            got = s3.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+            versions[(v["Key"], v["VersionId"])] = (
+                v["IsLatest"],
+                v["ETag"],
+                v["Size"],
+                got["Body"].read(),
+                got["Metadata"],
+            )
+        for m in page.get("DeleteMarkers", []):
+            markers[(m["Key"], m["VersionId"])] = m["IsLatest"]
+    return {"versions": versions, "markers": markers}
+
+
+@pytest.fixture(scope="module")
+def s3_restarted(durable_stack) -> dict:
+    """Versions and a delete marker, an overwrite and deletes, 300 objects; then a SIGKILL and
+    `up`. What a client saw before and after, and the body files on disk before and after."""
+    s3 = durable_stack.client("s3")
+    suffix = uuid.uuid4().hex[:6]
+    versioned, plain = f"durability-versions-{suffix}", f"durability-plain-{suffix}"
+    s3.create_bucket(Bucket=versioned)
+    s3.put_object(Bucket=versioned, Key="from-before-versioning.txt", Body=b"null version")
+    s3.put_bucket_versioning(Bucket=versioned, VersioningConfiguration={"Status": "Enabled"})
+    ids = [
+        s3.put_object(Bucket=versioned, Key="doc.txt", Body=f"v{i}".encode())["VersionId"]
+        for i in range(3)
+    ]
+    s3.delete_object(Bucket=versioned, Key="doc.txt", VersionId=ids[1])  # a middle one, for good
+    s3.put_object(Bucket=versioned, Key="from-before-versioning.txt", Body=b"versioned")
+    s3.put_object(Bucket=versioned, Key="marked.txt", Body=b"under a marker")
+    s3.delete_object(Bucket=versioned, Key="marked.txt")  # a delete marker on top
+    s3.create_bucket(Bucket=plain, ObjectOwnership="ObjectWriter")  # object ACLs allowed
+    s3.put_object(Bucket=plain, Key="overwritten.txt", Body=b"first", Metadata={"n": "1"})
+    s3.put_object(Bucket=plain, Key="overwritten.txt", Body=b"second", Metadata={"n": "2"})
+    # an ACL changes the object in place (no key store set): it must be recorded again
+    s3.put_object_acl(Bucket=plain, Key="overwritten.txt", ACL="public-read")
+    s3.put_object(Bucket=plain, Key="deleted.txt", Body=b"gone")
+    s3.delete_object(Bucket=plain, Key="deleted.txt")
+    for i in range(300):
+        s3.put_object(Bucket=plain, Key=f"many/{i:03d}", Body=f"object {i}".encode() * 10)
+    gone = [{"Key": f"many/{i:03d}"} for i in range(50)]
+    assert not s3.delete_objects(Bucket=plain, Delete={"Objects": gone}).get("Errors")
+    before = {b: bucket_contents(durable_stack, b) for b in (versioned, plain)}
+    bodies_before = {b: body_files(durable_stack, b) for b in (versioned, plain)}
+
+    durable_stack.sigkill_emulator()
+    durable_stack.up()
+
+    return {
+        "acl_after": s3.get_object_acl(Bucket=plain, Key="overwritten.txt")["Grants"],
+        "versioned": versioned,
+        "plain": plain,
+        "doc_ids": ids,
+        "before": before,
+        "after": {b: bucket_contents(durable_stack, b) for b in (versioned, plain)},
+        "bodies_before": bodies_before,
+        "bodies_after": {b: body_files(durable_stack, b) for b in (versioned, plain)},
+    }
+
+
+def test_versioned_bucket_keeps_its_versions_and_delete_marker_across_sigkill(
+    durable_stack, s3_restarted
+):
+    bucket = s3_restarted["versioned"]
+    before, after = s3_restarted["before"][bucket], s3_restarted["after"][bucket]
+    assert len(before["versions"]) == 5 and len(before["markers"]) == 1, before
+    assert after == before  # every version, which one is latest, bodies, the marker
+    s3 = durable_stack.client("s3")
+    first, _deleted, last = s3_restarted["doc_ids"]
+    assert s3.get_object(Bucket=bucket, Key="doc.txt")["VersionId"] == last
+    assert s3.get_object(Bucket=bucket, Key="doc.txt", VersionId=first)["Body"].read() == b"v0"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=bucket, Key="marked.txt")
+    # and it goes on as a versioned bucket: a new version on top, the old ones kept
+    s3.put_object(Bucket=bucket, Key="doc.txt", Body=b"after")
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="doc.txt")["Versions"]
+    assert [v["IsLatest"] for v in versions].count(True) == 1 and len(versions) == 3
+
+
+def test_overwrites_and_deletes_survive_sigkill_and_old_bodies_are_collected(
+    durable_stack, s3_restarted
+):
+    bucket = s3_restarted["plain"]
+    after = s3_restarted["after"][bucket]["versions"]
+    assert after[("overwritten.txt", "null")][3:] == (b"second", {"n": "2"})
+    assert ("deleted.txt", "null") not in after
+    everyone = "http://acs.amazonaws.com/groups/global/AllUsers"
+    assert any(g["Grantee"].get("URI") == everyone for g in s3_restarted["acl_after"])
+    assert after == s3_restarted["before"][bucket]["versions"]
+    # one body file per live object: the overwritten and deleted ones were removed as soon as
+    # the record that dropped them was on disk (and nothing came back with the restart)
+    assert s3_restarted["bodies_before"][bucket] == len(after)
+    assert s3_restarted["bodies_after"][bucket] == len(after)
+    versioned = s3_restarted["versioned"]
+    assert s3_restarted["bodies_after"][versioned] == len(
+        s3_restarted["after"][versioned]["versions"]
+    )
+
+
+def test_300_objects_and_a_batch_delete_survive_sigkill(s3_restarted):
+    after = s3_restarted["after"][s3_restarted["plain"]]["versions"]
+    many = {key: value[3] for (key, _), value in after.items() if key.startswith("many/")}
+    assert many == {f"many/{i:03d}": f"object {i}".encode() * 10 for i in range(50, 300)}
+
+
+def test_s3_snapshot_does_not_grow_with_objects_their_journal_does(durable_stack):
+    """The cost of a save no longer grows with the bucket: objects are records in their
+    bucket's journal, the snapshot written per S3 write holds the buckets only."""
+    s3 = durable_stack.client("s3")
+    bucket = f"durability-growth-{uuid.uuid4().hex[:6]}"
+    s3.create_bucket(Bucket=bucket)
+    snapshot = state_root(durable_stack) / "s3.pickle"
+    journal = (
+        state_root(durable_stack)
+        / "s3"
+        / "objects"
+        / f"{hashlib.sha256(bucket.encode()).hexdigest()}.journal"
+    )
+    for i in range(20):
+        s3.put_object(Bucket=bucket, Key=f"a/{i}", Body=b"x" * 100)
+    snapshot_before, journal_before = snapshot.stat().st_size, journal.stat().st_size
+    for i in range(200):
+        s3.put_object(Bucket=bucket, Key=f"b/{i}", Body=b"x" * 100)
+
+    assert snapshot.stat().st_size == snapshot_before  # buckets only: 220 objects or 20
+    assert journal.stat().st_size > 5 * journal_before  # the 200 objects went here instead
+
+
 def test_bench_faults_smoke_loses_no_order(durable_stack):
     done = durable_stack.scones("bench", "faults", "--smoke", "--json", timeout=900)
 

@@ -19,10 +19,13 @@ from localstack.services.s3.storage.ephemeral import (
 
 
 class DurableS3ObjectStore(EphemeralS3ObjectStore):
-    """Ephemeral store plus lazy restore: an object loaded from a snapshot reads its body file.
+    """Ephemeral store plus lazy restore: an object loaded from its record reads its body file.
 
     Writes stay in memory (LocalStack's own code path); persistence.py copies new bodies to
-    files before each snapshot, so every object a snapshot names has its body on disk.
+    files before the records (or the whole snapshot) that name them, so every object a load
+    puts back has its body on disk. A body file goes once its object is overwritten or deleted
+    on disk; a read that still holds the old object and has not read it since the restart then
+    finds no file (as a GET racing a DELETE may find no object).
     """
 
     def __init__(self, root_directory: str, body_path: Callable[[str, S3Object], Path]) -> None:
