@@ -508,21 +508,63 @@ def install_snake_case_cache() -> bool:
 # ------------------------------ 7. CloudWatch metrics without fsync ------------------------------
 
 
+class _KeptOpen:
+    """The metrics database's one write connection as a ``with`` block sees it: entering takes
+    it (one user at a time), leaving commits or rolls back as ``sqlite3.Connection`` does, and
+    leaves it open."""
+
+    def __init__(self, conn: Any, lock: threading.Lock) -> None:
+        self._conn, self._lock = conn, lock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __enter__(self) -> Any:
+        self._lock.acquire()
+        return self._conn.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._conn.__exit__(*exc)
+        finally:
+            self._lock.release()
+
+
 class _UnsyncedSqlite:
-    """The ``sqlite3`` module as the metrics database helper sees it: connections to the metrics
-    database skip the fsync per commit; everything else is the real module."""
+    """The ``sqlite3`` module as the metrics database helper sees it: writes go through one
+    connection that skips the fsync per commit; everything else is the real module.
+
+    The helper opens a connection per metric inside ``with`` and never closes it; a
+    ``sqlite3.Connection`` is in a reference cycle (its statement cache), so each one waited
+    for the cycle collector, which then closed them by the hundred: a quarter of the
+    emulator's collector time in a busy workflow. The kept one is reopened if the database
+    file is replaced."""
 
     def __init__(self, sqlite3: Any, database: str) -> None:
         self._sqlite3, self._database = sqlite3, database
+        self._lock = threading.Lock()  # guards _kept
+        self._use = threading.Lock()  # one with-block at a time on the kept connection
+        self._kept: tuple[Any, int] | None = None  # (connection, inode of the file it opened)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sqlite3, name)
 
     def connect(self, database: Any, *args: Any, **kwargs: Any) -> Any:
-        conn = self._sqlite3.connect(database, *args, **kwargs)
-        if database == self._database:  # not the read-only URI the queries open
-            conn.execute("PRAGMA synchronous=OFF")
-        return conn
+        if database != self._database or args or kwargs:  # the read-only URI the queries open
+            return self._sqlite3.connect(database, *args, **kwargs)
+        with self._lock:
+            try:
+                inode = os.stat(database).st_ino
+            except FileNotFoundError:
+                inode = -1
+            if self._kept is None or self._kept[1] != inode:
+                conn = self._sqlite3.connect(database, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=OFF")
+                inode = os.stat(database).st_ino  # connect created it if it was missing
+                old, self._kept = self._kept, (conn, inode)
+                if old is not None:
+                    old[0].close()
+            return _KeptOpen(self._kept[0], self._use)
 
 
 def install_unsynced_metrics() -> bool:
@@ -537,7 +579,10 @@ def install_unsynced_metrics() -> bool:
         return True
     if not (
         getattr(real, "__name__", "") == "sqlite3"
-        and patching.source_has(database.add_metric_data, "sqlite3.connect(self.METRICS_DB)")
+        and all(
+            patching.source_has(method, "sqlite3.connect(self.METRICS_DB) as conn")
+            for method in (database.add_metric_data, database.clear_tables)
+        )
     ):
         LOG.warning("speedups: CloudwatchDatabase changed; metrics fsynced per commit")
         return False
