@@ -40,7 +40,11 @@
    (py-spy, 1,000 mixed events under load: 54 % of the emulator's non-idle samples waited
    there). A metric is still committed before PutMetricData answers and survives a crash of
    the emulator; only an OS crash may lose the last ones (the database is scratch data under the
-   emulator's cache, not something persistence.py restores).
+   emulator's cache, not something persistence.py restores). Writes also share one kept-open
+   connection: the helper opens one per metric and never closes it, and a ``sqlite3.Connection``
+   sits in a reference cycle (its statement cache), so each waited for the cycle collector,
+   which found ~420 of them in a sampled young collection and closed them there. With the
+   kept connection, young collections took ~1 s instead of ~8.6 s of a 600-event run.
 8. LocalStack's ``/_localstack/...`` resource router (health, info, plugins ...) is asked first
    about every request, internal service-to-service calls included, and answers through a
    werkzeug URL match (~9 % of the emulator's GIL time in a busy workflow). A request whose path
