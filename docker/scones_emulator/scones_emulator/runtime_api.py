@@ -161,7 +161,7 @@ class RuntimeApiServer:
                 return Answer(HTTPStatus.GONE, b'{"errorType":"Runtime.Shutdown"}', close=True)
             # awslambdaric's C client crashes when any of these headers is missing,
             # so the optional ones go out empty rather than absent.
-            headers = {
+            invocation = {
                 "Lambda-Runtime-Aws-Request-Id": event.request_id,
                 "Lambda-Runtime-Deadline-Ms": str(event.deadline_ms),
                 "Lambda-Runtime-Invoked-Function-Arn": event.function_arn,
@@ -169,7 +169,7 @@ class RuntimeApiServer:
                 "Lambda-Runtime-Client-Context": "",
                 "Lambda-Runtime-Cognito-Identity": "",
             }
-            return Answer(HTTPStatus.OK, event.payload, tuple(headers.items()), delivered=event)
+            return Answer(HTTPStatus.OK, event.payload, tuple(invocation.items()), delivered=event)
         parts = path.removeprefix(API_PREFIX + "/").split("/")
         error_type = headers.get(ERROR_TYPE_HEADER.lower())
         if method != "POST":
