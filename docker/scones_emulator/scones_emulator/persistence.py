@@ -131,9 +131,13 @@ def write_atomic(path: Path, data: bytes, sync_dir: bool = True) -> None:
 
     ``sync_dir=False`` when the caller fsyncs the directory once after a batch of files.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115 -- closed by the with below
+    except FileNotFoundError:  # the folder's first file: pathlib's mkdir on every write was
+        path.parent.mkdir(parents=True, exist_ok=True)  # ~1.4 % of the emulator's GIL time
+        f = open(tmp, "wb")  # noqa: SIM115
+    with f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
