@@ -558,6 +558,48 @@ def test_s3_snapshot_does_not_grow_with_objects_their_journal_does(durable_stack
     assert journal.stat().st_size > 5 * journal_before  # the 200 objects went here instead
 
 
+def test_state_machine_changes_between_executions_survive_sigkill(durable_stack):
+    """An execution's start or end saves only its own record (the store is not pickled again
+    for it); a change to the state machines made between executions is still saved."""
+    sfn = durable_stack.client("stepfunctions")
+
+    def run(machine: str) -> str:
+        arn = sfn.start_execution(stateMachineArn=machine, input='{"n": 1}')["executionArn"]
+        deadline = time.monotonic() + 60
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+            assert time.monotonic() < deadline, f"{arn} still running"
+            time.sleep(0.2)
+        return arn
+
+    def passing(result: str) -> str:
+        return json.dumps(
+            {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": result, "End": True}}}
+        )
+
+    machine = sfn.create_state_machine(
+        name=f"durability-late-{uuid.uuid4().hex[:6]}",
+        definition=passing("first"),
+        roleArn=f"arn:aws:iam::{config.ACCOUNT_ID}:role/durability",
+    )["stateMachineArn"]
+    first = run(machine)  # saves with the store unchanged since the create
+    sfn.update_state_machine(stateMachineArn=machine, definition=passing("second"))
+    second = run(machine)
+    sfn.tag_resource(resourceArn=machine, tags=[{"key": "kind", "value": "late"}])
+
+    durable_stack.sigkill_emulator()
+    durable_stack.up()
+
+    assert json.loads(sfn.describe_state_machine(stateMachineArn=machine)["definition"]) == (
+        json.loads(passing("second"))
+    )
+    assert sfn.list_tags_for_resource(resourceArn=machine)["tags"] == [
+        {"key": "kind", "value": "late"}
+    ]
+    outputs = [sfn.describe_execution(executionArn=arn).get("output") for arn in (first, second)]
+    assert outputs == ['"first"', '"second"']
+    assert run(machine)  # and it still runs after the restart
+
+
 def test_bench_faults_smoke_loses_no_order(durable_stack):
     done = durable_stack.scones("bench", "faults", "--smoke", "--json", timeout=900)
 

@@ -121,6 +121,15 @@ NO_WAIT = {
     ("stepfunctions", "SendTaskFailure"),
     ("stepfunctions", "SendTaskHeartbeat"),
 }
+# Step Functions calls that change only executions (each saved in its own record): the store's
+# other state (state machines, versions, aliases, activities) is not pickled again for them.
+EXECUTIONS_ONLY = {
+    "StartExecution",
+    "StopExecution",
+    "SendTaskSuccess",
+    "SendTaskFailure",
+    "SendTaskHeartbeat",
+}
 
 
 # ------------------------------ Files ------------------------------
@@ -620,6 +629,13 @@ class Persistence:
         self._saved_buckets: set[str] | None = None  # bucket names in the last snapshot
         self._whole_s3_due = False  # records loaded without the patch: save them whole
         self._dead_lettered = threading.local()  # a ReceiveMessage's moved messages
+        # each service's AccountRegionBundles, found once per service object (walking its state
+        # visitor before every save was ~3 % of the emulator's time under load)
+        self._bundles: dict[str, tuple[object, list]] = {}
+        # Step Functions' store beyond its executions changed since its last snapshot: most
+        # saves are an execution's start or end, and pickling the state machines again for each
+        # only to find the same digest was most of a save's cost
+        self._sfn_store_due = True
 
     # -- services --
     def service(self, name: str):
@@ -637,6 +653,10 @@ class Persistence:
         from localstack.services.stores import AccountRegionBundle
         from localstack.state import StateVisitor
 
+        service = self.service(name)
+        cached = self._bundles.get(name)
+        if cached is not None and cached[0] is service:
+            return cached[1]
         found = []
 
         class Collect(StateVisitor):
@@ -644,9 +664,9 @@ class Persistence:
                 if isinstance(state_container, AccountRegionBundle):
                     found.append(state_container)
 
-        service = self.service(name)
         if service is not None:
             service.accept_state_visitor(Collect())
+        self._bundles[name] = (service, found)
         return found
 
     # -- save --
@@ -660,9 +680,23 @@ class Persistence:
             self._save_s3_records()
         elif name == "s3":
             self._save_s3_bodies()
-        if name == "stepfunctions":
+        if name != "stepfunctions":
+            self._save_snapshot(name)
+        else:
             self._save_executions()
-        skip = ("executions",) if name == "stepfunctions" else ()
+            # cleared before the snapshot, so a change made during it is saved again; when
+            # only executions changed, their records above are the whole save
+            due, self._sfn_store_due = self._sfn_store_due, False
+            try:
+                if due:
+                    self._save_snapshot(name, skip=("executions",))
+            except Exception:
+                self._sfn_store_due = True  # not on disk: the next save tries it again
+                raise
+        hook.on_after_state_save()
+
+    def _save_snapshot(self, name: str, skip: tuple[str, ...] = ()) -> None:
+        """The service's stores as one pickle, rewritten only when it differs from the last."""
         states = [bundle_state(b, skip) for b in self.bundles(name)]
         if name == "s3" and self.objects_recorded:  # objects are in the journals: buckets only
             buckets = set()
@@ -691,7 +725,6 @@ class Persistence:
             # on disk without them now: deleted buckets' journals go
             self.object_journals.keep_only(buckets)
             self._saved_buckets = buckets
-        hook.on_after_state_save()
 
     def _s3_objects(self):
         from localstack.services.s3.models import S3DeleteMarker
@@ -889,8 +922,7 @@ class Persistence:
             arns, self._executions_dirty = self._executions_dirty, set()
         if not arns:
             return
-        folder = self.root / "stepfunctions"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self.root / "stepfunctions"  # write_atomic makes it with the first record
         try:
             for regions in dict(sfn_stores).values():
                 for store in dict(regions).values():
@@ -1119,6 +1151,8 @@ class Persistence:
                 self.mark_execution(arn)
             elif operation in ("StopExecution",):
                 self.mark_execution(context.service_request.get("executionArn", ""))
+            if operation not in EXECUTIONS_ONLY:
+                self._sfn_store_due = True
         self.savers[service].touch(wait=(service, operation) not in NO_WAIT)
         if (service, operation) == ("sqs", "DeleteQueue"):  # on disk without it: its journal goes
             self.journals.keep_only({queue.arn for queue in self._queues()})
