@@ -523,6 +523,78 @@ def test_step_functions_invokes_lambda_in_process_as_through_the_gateway(aws_cli
             client("lambda", region).delete_function(FunctionName=name)
 
 
+def test_s3_events_reach_eventbridge_in_process_as_through_the_gateway(emulator):
+    """Patch 14: S3 hands its EventBridge events to PutEvents in-process. The event a rule
+    delivers is the one AWS documents: the bucket's region and owner, its ARN, the time of the
+    write in UTC to the second, the object's key, size and ETag, and the reason; an object
+    deleted arrives as such. A same-named rule in another region sees nothing."""
+    import re
+    from datetime import UTC, datetime
+
+    import boto3
+
+    home = "us-east-1"
+    other = "eu-west-3"
+
+    def client(service: str, region: str):
+        return boto3.client(service, region_name=region, endpoint_url=emulator.url)
+
+    name = f"speedups-s3-events-{uuid.uuid4().hex[:8]}"
+    s3, sqs = client("s3", other), {r: client("sqs", r) for r in (home, other)}
+    queues = {r: sqs[r].create_queue(QueueName=name)["QueueUrl"] for r in (home, other)}
+    pattern = {"source": ["aws.s3"], "detail": {"bucket": {"name": [name]}}}
+    for region, url in queues.items():
+        arn = sqs[region].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        events = client("events", region)
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}])
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": other})
+    s3.put_bucket_notification_configuration(
+        Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+
+    def delivered(region: str, count: int, seconds: float) -> list[dict]:
+        got: list[dict] = []
+        deadline = time.monotonic() + seconds
+        while len(got) < count and time.monotonic() < deadline:
+            for message in (
+                sqs[region]
+                .receive_message(QueueUrl=queues[region], MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                .get("Messages", [])
+            ):
+                got.append(json.loads(message["Body"]))
+        return got
+
+    try:
+        before = datetime.now(UTC).replace(microsecond=0)
+        etag = s3.put_object(Bucket=name, Key="in/one.png", Body=b"x" * 123)["ETag"]
+        s3.delete_object(Bucket=name, Key="in/one.png")
+        after = datetime.now(UTC)
+        created, deleted = sorted(
+            delivered(other, 2, 20), key=lambda e: e["detail-type"] != ("Object Created")
+        )
+        assert created["source"] == "aws.s3" and created["version"] == "0"
+        assert (created["region"], created["account"]) == (other, "000000000000")
+        assert created["resources"] == [f"arn:aws:s3:::{name}"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created["time"]), created
+        when = datetime.strptime(created["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        assert before <= when <= after, (before, created["time"], after)
+        detail = created["detail"]
+        assert detail["bucket"] == {"name": name} and detail["reason"] == "PutObject"
+        assert (detail["object"]["key"], detail["object"]["size"]) == ("in/one.png", 123)
+        assert detail["object"]["etag"] == etag.strip('"')
+        assert deleted["detail-type"] == "Object Deleted"
+        assert deleted["detail"]["deletion-type"] == "Permanently Deleted"
+        assert delivered(home, 1, 2) == []
+    finally:
+        s3.delete_bucket(Bucket=name)
+        for region, url in queues.items():
+            events = client("events", region)
+            events.remove_targets(Rule=name, Ids=["q"])
+            events.delete_rule(Name=name)
+            sqs[region].delete_queue(QueueUrl=url)
+
+
 @pytest.mark.parametrize(
     ("pattern", "may_match"),
     [

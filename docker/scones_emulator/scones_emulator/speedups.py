@@ -87,6 +87,17 @@
    invoke's release, cancelled at the next reserve) and start-up timer wait in one scheduler
    thread's heap (``SharedTimer``); a timer that comes due still runs its function in a thread
    of its own. Three thread starts fewer per workflow execution.
+14. S3's EventBridge notifier hands its event to EventBridge's ``PutEvents`` dispatcher in
+   this process (the bucket owner's account, the bucket's region, a request id and an X-Ray
+   trace header in the context) instead of a botocore call through the gateway, whose answer
+   nobody read. The entry is passed as built: EventBridge formats its naive ``Time`` to the
+   second as UTC, as after botocore's round trip. PutEvents changes no state persistence.py
+   saves. If EventBridge is not running yet, the call goes through the gateway.
+
+Patch 14, `scones bench workflow --events 600 --warmup-events 100` on a fresh state dir, two
+interleaved pairs on a quiet machine, SPEEDUPS_OFF=s3_events_direct -> all on: emulator CPU per
+execution 42.7 -> 37.3 and 41.0 -> 38.1 ms, executions/s 25.7 -> 29.0 and 26.4 -> 28.8, warm
+p50 47.7 -> 41.7 and 45.5 -> 43.9 ms.
 
 Patches 12-13, `scones bench workflow --events 600 --warmup-events 100`, two interleaved pairs
 on 2 cores shared with a helper's tests (load 3-8), SPEEDUPS_OFF=lambda_invoke_direct,
@@ -915,18 +926,38 @@ def install_internal_signing() -> bool:
 # ------------------------------ 12. Step Functions -> Lambda in-process ---------------------
 
 
-def _lambda_invoke_handler() -> tuple[Any, Any] | None:
-    """The running Lambda service's (service model, Invoke dispatcher); None if it is not
-    running yet or its skeleton no longer looks as read (the call then takes the gateway)."""
+def _operation_handler(service_name: str, operation: str) -> tuple[Any, Any] | None:
+    """A running service's (service model, dispatcher of ``operation``): what the gateway's
+    skeleton calls once it has parsed a request. None if the service is not running yet or its
+    skeleton no longer looks as read (the call then takes the gateway)."""
     from localstack.services.plugins import SERVICE_PLUGINS
 
-    if not SERVICE_PLUGINS.is_running("lambda"):
+    if not SERVICE_PLUGINS.is_running(service_name):
         return None
-    skeleton = getattr(SERVICE_PLUGINS.get_service_container("lambda").service, "skeleton", None)
+    container = SERVICE_PLUGINS.get_service_container(service_name)
+    skeleton = getattr(container.service, "skeleton", None)
     dispatch = getattr(skeleton, "dispatch_table", None) or {}
-    if "Invoke" not in dispatch or not hasattr(skeleton, "service"):
+    if operation not in dispatch or not hasattr(skeleton, "service"):
         return None
-    return skeleton.service, dispatch["Invoke"]
+    return skeleton.service, dispatch[operation]
+
+
+def _request_context(
+    service: Any, operation: str, account: str, region: str, request: dict, path: str, headers: dict
+) -> Any:
+    """The RequestContext the gateway's handlers would hand the dispatcher: service and
+    operation, account and region, the parsed request, a request id, an X-Ray trace header."""
+    from localstack.aws.api import RequestContext
+    from localstack.http import Request
+    from localstack.utils.xray.trace_header import TraceHeader
+
+    context = RequestContext(Request("POST", path, headers=headers))
+    context.service = service
+    context.operation = service.operation_model(operation)
+    context.region, context.account_id = region, account
+    context.service_request = request
+    context.trace_context["aws_trace_header"] = TraceHeader().ensure_root_exists()
+    return context
 
 
 class DirectLambdaClient:
@@ -957,11 +988,9 @@ class DirectLambdaClient:
 
         from botocore.exceptions import ClientError
         from botocore.response import StreamingBody
-        from localstack.aws.api import RequestContext, ServiceException
-        from localstack.http import Request
-        from localstack.utils.xray.trace_header import TraceHeader
+        from localstack.aws.api import ServiceException
 
-        found = _lambda_invoke_handler()
+        found = _operation_handler("lambda", "Invoke")
         if found is None:
             return self._client.invoke(**params)
         service, dispatch = found
@@ -971,18 +1000,15 @@ class DirectLambdaClient:
             request["Payload"] = io.BytesIO(
                 payload if isinstance(payload, bytes) else str(payload).encode()
             )
-        context = RequestContext(
-            Request(
-                "POST",
-                "/2015-03-31/functions/invocations",
-                headers={"User-Agent": self._user_agent},
-            )
+        context = _request_context(
+            service,
+            "Invoke",
+            self._account,
+            self._region,
+            request,
+            "/2015-03-31/functions/invocations",
+            {"User-Agent": self._user_agent},
         )
-        context.service = service
-        context.operation = service.operation_model("Invoke")
-        context.region, context.account_id = self._region, self._account
-        context.service_request = request
-        context.trace_context["aws_trace_header"] = TraceHeader().ensure_root_exists()
         request_id = context.request_id
         headers = {
             "x-amzn-requestid": request_id,
@@ -1168,6 +1194,56 @@ def install_shared_timers() -> bool:
     )
 
 
+# ------------------------------ 14. S3 -> EventBridge in-process ---------------------------
+
+
+def _put_s3_event_in_process(original: Callable[..., Any], self: Any, ctx: Any, config: Any):
+    """S3's EventBridge notifier, with the event handed to EventBridge's ``PutEvents``
+    dispatcher in this process, in the bucket owner's account and the bucket's region (the
+    internal client's credentials and region). It was a botocore call through the gateway:
+    serialised, signed, routed, parsed, and its answer serialised and parsed again, which
+    nobody reads (~8 % of the emulator's time under load). The entry needs no conversion:
+    ``Time`` is the naive datetime botocore would send as UTC seconds and EventBridge formats
+    to the second either way. Failures are logged as the original logs them."""
+    found = _operation_handler("events", "PutEvents")
+    if found is None:
+        return original(self, ctx, config)
+    service, dispatch = found
+    request = {"Entries": [self._get_event_payload(ctx)]}
+    context = _request_context(
+        service, "PutEvents", ctx.bucket_account_id, ctx.bucket_location, request, "/", {}
+    )
+    try:
+        dispatch(context, request)
+    except Exception:  # noqa: BLE001 -- as the original: S3's request never fails for it
+        LOG.error(
+            'Unable to send notification for S3 bucket "%s" to EventBridge',
+            ctx.bucket_name,
+            exc_info=LOG.isEnabledFor(logging.DEBUG),
+        )
+
+
+def install_s3_events_direct() -> bool:
+    """S3's EventBridge notifications go to EventBridge in-process."""
+    try:
+        notifications = importlib.import_module("localstack.services.s3.notifications")
+    except ImportError as err:
+        LOG.warning("speedups: %s; S3 sends its events through the gateway", err)
+        return False
+    return patching.guarded(
+        notifications.EventBridgeNotifier,
+        "notify",
+        _put_s3_event_in_process,
+        label="speedups: S3 -> EventBridge in-process",
+        params=("self", "ctx", "config"),
+        source=(
+            "aws_access_key_id=ctx.bucket_account_id, region_name=ctx.bucket_location",
+            "entry = self._get_event_payload(ctx)",
+            "events_client.put_events(Entries=[entry])",
+        ),
+    )
+
+
 def install() -> None:
     """Apply every speedup whose target still looks as expected (idempotent).
 
@@ -1189,6 +1265,7 @@ def install() -> None:
         install_internal_signing,
         install_lambda_invoke_direct,
         install_shared_timers,
+        install_s3_events_direct,
     ):
         if install_one.__name__.removeprefix("install_") not in off:
             install_one()
