@@ -1,4 +1,4 @@
-"""Speed up LocalStack's Step Functions and Lambda (thirteen documented monkeypatches).
+"""Speed up LocalStack's Step Functions, Lambda and S3 events (fourteen documented monkeypatches).
 
 1. jsonpath_ng parsing is cached. Every JSONPath field of every state (InputPath, Parameters'
    ``.$`` keys, ResultSelector, ResultPath, OutputPath) is parsed again on every evaluation, and
