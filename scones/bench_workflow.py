@@ -451,14 +451,14 @@ def second_stack(variant: str, args: list[str], timeout: float, show: Show = QUI
     """The same bench on a second emulator with ``VARIANTS[variant]``: own port and state dir,
     the same model server; started, benched and stopped by child processes. ``show`` is
     told each step."""
-    from scones.stack import _free_port
+    from scones.stack import free_port
 
     config.STATE_DIR.mkdir(parents=True, exist_ok=True)
     state = tempfile.mkdtemp(prefix=f"bench-{variant}-", dir=config.STATE_DIR)
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     env.update(
         SCONES_STATE_DIR=state,
-        SCONES_EMULATOR_PORT=str(_free_port()),
+        SCONES_EMULATOR_PORT=str(free_port(config.EMULATOR_HOST)),
         SCONES_MODEL_PORT=str(config.MODEL_PORT),
         # the same emulator install (else it defaults to one under the fresh state dir)
         SCONES_EMULATOR_VENV=str(config.EMULATOR_VENV),

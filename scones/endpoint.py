@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import struct
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from scones import PROJECT_ROOT, SconesError, config
+from scones.stack import free_port
 from scones.stage import default_dataset
 
 SERVER_START_TIMEOUT = 90.0  # seconds for a server under test to answer /ping
@@ -154,14 +154,8 @@ async def _run_phase(
 # ------------------------------ servers under test ------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(module: str, model: Path, log: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -462,7 +463,7 @@ def bench_stack(invokes: int = 20) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-", dir=config.STATE_DIR) as state:
         saved = config.STATE_DIR, config.EMULATOR_PORT
         config.STATE_DIR = Path(state)
-        config.EMULATOR_PORT = _free_port()
+        config.EMULATOR_PORT = free_port(config.EMULATOR_HOST)
         component = Component("emulator", emulator.host, config.EMULATOR_PORT, emulator.health_path)
         try:
             cold = start(component, config.EMULATOR_START_TIMEOUT)
@@ -508,7 +509,23 @@ def bench_stack(invokes: int = 20) -> dict[str, float]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((config.EMULATOR_HOST, 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that nothing uses, for a private server: drawn below the kernel's ephemeral
+    range, because a port from bind(0) lies inside it, where any process's next outgoing
+    connection or bind(0) may take it before our server binds it (CI saw that happen)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    candidates = random.sample(range(20000, low), min(50, low - 20000)) if low > 20000 else []
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            if not _port_in_use(host, port):
+                return port
+    with socket.socket() as sock:  # no such range here (another OS): the kernel's choice
+        sock.bind((host, 0))
         return sock.getsockname()[1]

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from scones import PROJECT_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def _scones(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -56,7 +50,7 @@ def test_no_staged_dataset_is_a_usage_error_that_says_what_to_do(tmp_path):
 
 
 def test_an_unreachable_emulator_exits_3(tmp_path):
-    port = str(_free_port())  # nothing listens there
+    port = str(free_port())  # nothing listens there
     env = {"SCONES_STATE_DIR": str(tmp_path), "SCONES_EMULATOR_PORT": port}
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"  # the session's emulator is not this one
     done = _scones("run", "s3://bucket/x.png", **env)
@@ -65,8 +59,8 @@ def test_an_unreachable_emulator_exits_3(tmp_path):
 
 
 def test_status_of_a_stack_that_is_down_exits_3(tmp_path):
-    env = {"SCONES_STATE_DIR": str(tmp_path), "SCONES_EMULATOR_PORT": str(_free_port())}
-    done = _scones("status", **env, SCONES_MODEL_PORT=str(_free_port()))
+    env = {"SCONES_STATE_DIR": str(tmp_path), "SCONES_EMULATOR_PORT": str(free_port())}
+    done = _scones("status", **env, SCONES_MODEL_PORT=str(free_port()))
     assert done.returncode == 3
     assert "down: emulator, model" in done.stderr
 
@@ -91,8 +85,8 @@ COURSE = "tests/byo/course_project"
 )  # fmt: skip
 def test_bad_options_are_usage_errors_that_exit_2(tmp_path, args, says):
     """Named errors about the options given exit 2 (not 1, which is "the workflow said no")."""
-    env = {"SCONES_STATE_DIR": str(tmp_path), "SCONES_EMULATOR_PORT": str(_free_port()),
-           "SCONES_MODEL_PORT": str(_free_port())}  # fmt: skip
+    env = {"SCONES_STATE_DIR": str(tmp_path), "SCONES_EMULATOR_PORT": str(free_port()),
+           "SCONES_MODEL_PORT": str(free_port())}  # fmt: skip
     done = _scones(*args, **env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and says in done.stderr

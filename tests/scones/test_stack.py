@@ -108,3 +108,20 @@ def test_bench_stack_smoke_prints_its_figures_and_leaves_nothing(user_env, emula
     state = Path(user_env["SCONES_STATE_DIR"])
     assert _processes_mentioning(str(state)) == []
     assert not list(state.glob("bench-*")), "the bench's own state dir was left behind"
+
+
+def test_a_private_port_is_drawn_where_no_bind_to_port_zero_can_land():
+    # CI failed once because a bench's own port, from bind(0), was taken before its emulator
+    # bound it: the kernel hands every bind(0) and outgoing connection a port from this range.
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    if low <= 20000:
+        pytest.skip(f"this kernel's ephemeral range starts at {low}: no room below it")
+    from scones.stack import free_port as product_free_port
+
+    for _ in range(20):
+        port = product_free_port("127.0.0.1")
+        assert not low <= port <= high
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # free to bind ...
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0  # ... and nothing listens there
