@@ -326,6 +326,20 @@ def test_executions_cut_short_by_a_sigkill_are_failed_named_and_rerun_by_up(dura
         roleArn=f"arn:aws:iam::{config.ACCOUNT_ID}:role/durability",
     )["stateMachineArn"]
     held = sfn.start_execution(stateMachineArn=slow, name="held")["executionArn"]
+    # one started by an EventBridge rule: an internal StartExecution, which persistence must
+    # hear of as it hears of a user's
+    events = durable_stack.client("events")
+    pattern = {"source": ["durability.test"]}
+    events.put_rule(Name="durability-slow", EventPattern=json.dumps(pattern))
+    role = f"arn:aws:iam::{config.ACCOUNT_ID}:role/durability"
+    events.put_targets(Rule="durability-slow", Targets=[{"Id": "s", "Arn": slow, "RoleArn": role}])
+    entry = {"Source": "durability.test", "DetailType": "t", "Detail": "{}"}
+    put = events.put_events(Entries=[entry])
+    by_rule = f"{slow.replace(':stateMachine:', ':execution:')}:{put['Entries'][0]['EventId']}"
+    deadline = time.monotonic() + 30
+    while len(sfn.list_executions(stateMachineArn=slow)["executions"]) < 2:
+        assert time.monotonic() < deadline, "the rule started no execution"
+        time.sleep(0.2)
     s3 = durable_stack.client("s3")
     key = next(
         o["Key"]
@@ -333,7 +347,6 @@ def test_executions_cut_short_by_a_sigkill_are_failed_named_and_rerun_by_up(dura
         if o["Key"].endswith(".png")
     )
     # an upload whose event cannot reach the workflow: the rule is off while it lands
-    events = durable_stack.client("events")
     rule = f"{config.RESOURCE_PREFIX}-incoming"
     events.disable_rule(Name=rule)
     orphan = f"{config.INCOMING_PREFIX}orphan-{uuid.uuid4().hex[:6]}.png"
@@ -352,6 +365,8 @@ def test_executions_cut_short_by_a_sigkill_are_failed_named_and_rerun_by_up(dura
     history = sfn.get_execution_history(executionArn=held)["events"]
     assert history[-1]["type"] == "ExecutionFailed"
     assert sfn.describe_execution(executionArn=f"{held}-r1")["input"] == described["input"]
+    started_by_rule = sfn.describe_execution(executionArn=by_rule)
+    assert (started_by_rule["status"], started_by_rule["error"]) == ("FAILED", "EmulatorRestarted")
     # the orphaned upload got an execution of the image workflow
     inputs = [
         sfn.describe_execution(executionArn=r["executionArn"])["input"]
