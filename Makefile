@@ -33,9 +33,10 @@ test: setup browser
 	PYTHONPATH=docker/scones_emulator $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest
 
-# `docker compose up` end to end, from a copy of the repository without ../shared beside it:
-# installs Docker and the compose plugin when missing (root), starts dockerd, builds the stand-in
-# python bases only where Docker Hub cannot be reached (test infrastructure), then the test.
+# `docker compose up` end to end, from a copy of the repository without the development data
+# beside it: installs Docker and the compose plugin when missing (root), starts dockerd, builds
+# the stand-in python bases only where Docker Hub cannot be reached (test infrastructure), then
+# the test.
 compose-test: setup browser
 	bash tests/docker/install_docker.sh
 	bash tests/docker/standin_bases.sh

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.ports import free_port
+from scones.stack import free_port
 
 pytestmark = pytest.mark.integration
 

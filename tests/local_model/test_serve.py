@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from PIL import Image
 
-from tests.support.ports import free_port
+from scones.stack import free_port
 
 pytestmark = pytest.mark.integration
 

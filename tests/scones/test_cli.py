@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from scones import PROJECT_ROOT
-from tests.support.ports import free_port
+from scones.stack import free_port
 
 
 def _scones(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from scones import PROJECT_ROOT, config
-from tests.support.ports import free_port
+from scones.stack import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scones import PROJECT_ROOT, config
-from tests.support.ports import free_port
+from scones.stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -116,10 +116,8 @@ def test_a_private_port_is_drawn_where_no_bind_to_port_zero_can_land():
     low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     if low <= 20000:
         pytest.skip(f"this kernel's ephemeral range starts at {low}: no room below it")
-    from scones.stack import free_port as product_free_port
-
     for _ in range(20):
-        port = product_free_port("127.0.0.1")
+        port = free_port("127.0.0.1")
         assert not low <= port <= high
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # free to bind ...

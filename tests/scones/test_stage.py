@@ -28,7 +28,7 @@ from scones.dataset import (
     load_classes,
     load_lst,
 )
-from tests.support.ports import free_port
+from scones.stack import free_port
 
 TARBALL_PATH = "/cifar-100-python.tar.gz"
 SHARED_CLASSES_JSON = PROJECT_ROOT.parent / "shared" / "data" / "cifar100_classes.json"

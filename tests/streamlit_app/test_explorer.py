@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))  # streamlit_app is not an installed package
 sys.path.insert(0, str(ROOT / "tests" / "scones"))  # the shared stack helpers
 from workflow_stack import deployed_workflow, stage_test_data  # noqa: E402
 
+from scones.stack import free_port  # noqa: E402
 from streamlit_app import explorer as ex  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
