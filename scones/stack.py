@@ -372,7 +372,22 @@ def _process_alive(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    return state != "Z" or _threads_alive(pid)
+
+
+def _threads_alive(pid: int) -> bool:
+    """Whether a thread of ``pid`` still runs. A process whose main thread has ended shows as a
+    zombie while its other threads finish: one still in a system call (an fsync under heavy
+    I/O) keeps every socket open, the listening one too. Counted as gone, the next start found
+    its port taken (the likeliest cause of that failure in CI, after heavy disk writes)."""
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def _group_alive(pgid: int) -> bool:
@@ -388,7 +403,7 @@ def _group_alive(pgid: int) -> bool:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[2]) == pgid and (fields[0] != "Z" or _threads_alive(int(stat.parent.name))):
             return True
     return False
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scones import PROJECT_ROOT, config
+from scones import PROJECT_ROOT, config, stack
 from scones.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -111,8 +111,8 @@ def test_bench_stack_smoke_prints_its_figures_and_leaves_nothing(user_env, emula
 
 
 def test_a_private_port_is_drawn_where_no_bind_to_port_zero_can_land():
-    # CI failed once because a bench's own port, from bind(0), was taken before its emulator
-    # bound it: the kernel hands every bind(0) and outgoing connection a port from this range.
+    # A port from bind(0) lies in this range, where the kernel hands out every bind(0) and
+    # outgoing connection: another process could take it before a private server binds it.
     low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     if low <= 20000:
         pytest.skip(f"this kernel's ephemeral range starts at {low}: no room below it")
@@ -123,3 +123,48 @@ def test_a_private_port_is_drawn_where_no_bind_to_port_zero_can_land():
             sock.bind(("127.0.0.1", port))  # free to bind ...
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0  # ... and nothing listens there
+
+
+# Listens on a port; on SIGTERM its main thread ends first while another thread lives on for
+# 2 s, as when the emulator's last thread is still in an fsync under heavy disk writes.
+MAIN_THREAD_ENDS_FIRST = """
+import ctypes, signal, socket, sys, threading, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen(8)
+def end_main_thread_first(*_):
+    threading.Thread(target=time.sleep, args=(2.0,)).start()
+    ctypes.CDLL(None).pthread_exit(None)
+signal.signal(signal.SIGTERM, end_main_thread_first)
+print("listening", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_stop_returns_once_the_port_is_free_even_if_the_main_thread_ended_first(
+    tmp_path, monkeypatch
+):
+    """A process whose main thread has ended shows as a zombie while its other threads finish,
+    and keeps its listening socket until the last one has: `scones down` must wait for that, or
+    the next `scones up` finds the port taken."""
+    monkeypatch.setattr(config, "STATE_DIR", tmp_path)
+    port = free_port()
+    component = stack.Component("model", "127.0.0.1", port, "/ping")
+    # the last argument gives the command line the marker stop() checks before signalling
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MAIN_THREAD_ENDS_FIRST, str(port), "local_model.serve"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline() == b"listening\n"
+        component.pid_file.parent.mkdir(parents=True)
+        component.pid_file.write_text(f"{proc.pid}\n")
+        assert stack.stop(component)
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, "stop() returned, port still held"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
