@@ -367,25 +367,23 @@ def _is_group_leader(pid: int) -> bool:
         return False
 
 
-def _process_alive(pid: int) -> bool:
+def _stat_fields(stat: Path) -> list[str] | None:
+    """A /proc ``stat`` file's fields after the command name (state, ppid, pgrp ...); None if
+    the process or thread is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return stat.read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state != "Z" or _threads_alive(pid)
+        return None
 
 
-def _threads_alive(pid: int) -> bool:
+def _process_alive(pid: int) -> bool:
     """Whether a thread of ``pid`` still runs. A process whose main thread has ended shows as a
     zombie while its other threads finish: one still in a system call (an fsync under heavy
     I/O) keeps every socket open, the listening one too. Counted as gone, the next start found
     its port taken (the likeliest cause of that failure in CI, after heavy disk writes)."""
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        try:
-            state = stat.read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in ("Z", "X"):
+        fields = _stat_fields(stat)
+        if fields and fields[0] not in ("Z", "X"):
             return True
     return False
 
@@ -399,11 +397,8 @@ def _group_alive(pgid: int) -> bool:
         return True
     # A zombie leader still counts for killpg; look for a live member instead.
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and (fields[0] != "Z" or _threads_alive(int(stat.parent.name))):
+        fields = _stat_fields(stat)
+        if fields and int(fields[2]) == pgid and _process_alive(int(stat.parent.name)):
             return True
     return False
 
@@ -454,10 +449,10 @@ def _group_rss_mib(pgid: int) -> float:
     """Resident memory of every live process in a group (LocalStack + its Lambda runtimes)."""
     total_kib = 0
     for status_file in Path("/proc").glob("[0-9]*/status"):
+        stat = _stat_fields(status_file.parent / "stat")
+        if not stat or int(stat[2]) != pgid:
+            continue
         try:
-            stat = (status_file.parent / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) != pgid:
-                continue
             for line in status_file.read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
