@@ -35,7 +35,8 @@ LOCALSTACK_LEGACY = "localstack-core[runtime]==4.9.2"
 # Each release's dependencies pinned to what we test: newer cbor2, pyOpenSSL, psutil break them.
 MODERN_CONSTRAINTS = PROJECT_ROOT / "docker" / "constraints-localstack-2026.3.0.txt"
 LEGACY_CONSTRAINTS = PROJECT_ROOT / "docker" / "constraints-localstack-4.9.2.txt"
-EMULATOR_EXTRAS = ["awslambdaric==4.2.2", "jsonata-python==0.7.1"]
+# service-identity: Twisted (LocalStack's gateway server) imports it; localstack-core leaves it out.
+EMULATOR_EXTRAS = ["awslambdaric==4.2.2", "jsonata-python==0.7.1", "service-identity==24.2.0"]
 STOP_GRACE_SECONDS = 10.0  # LocalStack sometimes hangs on SIGTERM; then SIGKILL
 
 
@@ -192,7 +193,7 @@ def emulator_env() -> dict[str, str]:
     services = dict.fromkeys([*config.EMULATOR_SERVICES.split(","), *imported.services()])
     env.update(
         OVERRIDE_IN_DOCKER="0",  # this box has /.dockerenv, but LocalStack runs on the host
-        GATEWAY_SERVER="hypercorn",  # the default server binds 0.0.0.0
+        GATEWAY_SERVER="twisted",  # LocalStack's default; our plugin binds it to the host below
         GATEWAY_LISTEN=f"{config.EMULATOR_HOST}:{config.EMULATOR_PORT}",
         DNS_ADDRESS="0",
         DISABLE_EVENTS="1",
