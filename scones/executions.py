@@ -295,13 +295,17 @@ def wait_for_end(
     timeout: float,
     max_poll_s: float = POLL_MAX_S,
     hint: str = "",
+    first_poll_s: float = 0.0,
 ) -> dict:
     """DescribeExecution once the execution has ended; ExecutionTimeout after ``timeout`` s.
 
-    Polls quickly first (a warm run takes a few hundred ms), then every ``max_poll_s``.
+    Polls quickly first (a warm run takes a few hundred ms), then every ``max_poll_s``;
+    ``first_poll_s``: the first poll only after this long (an execution that cannot have ended
+    yet is not asked: each poll costs the emulator CPU that the execution also needs).
     """
     deadline = time.monotonic() + timeout
     delay = min(POLL_FIRST_S, max_poll_s)
+    time.sleep(max(0.0, min(first_poll_s, timeout)))
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] in TERMINAL:

@@ -96,11 +96,15 @@ def start(clients: Clients, machine_arn: str, payload: dict, name: str | None = 
 
 
 def wait(
-    clients: Clients, execution_arn: str, timeout: float, max_poll_s: float = POLL_MAX_S
+    clients: Clients,
+    execution_arn: str,
+    timeout: float,
+    max_poll_s: float = POLL_MAX_S,
+    first_poll_s: float = 0.0,
 ) -> dict:
     """DescribeExecution once the execution has ended; ExecutionTimeout after ``timeout`` s."""
     hint = "; see its history with `aws stepfunctions get-execution-history`"
-    return wait_for_end(clients.sfn, execution_arn, timeout, max_poll_s, hint)
+    return wait_for_end(clients.sfn, execution_arn, timeout, max_poll_s, hint, first_poll_s)
 
 
 def _check_bucket(bucket: str) -> None:

@@ -239,6 +239,26 @@ def test_an_event_naming_no_object_fails_with_invalid_event(deployed, clients, n
     assert notifications.wait_for(arn)["state"] == "ReadEvent"
 
 
+def test_wait_first_asks_after_first_poll_s(deployed, clients):
+    """The bench's latency runs do not ask before the execution can have ended: each
+    DescribeExecution costs the emulator CPU the execution also needs."""
+    asked: list[float] = []
+
+    def count(**_: object) -> None:
+        asked.append(time.monotonic())
+
+    clients.sfn.meta.events.register("before-call.sfn.DescribeExecution", count)
+    try:
+        began = time.monotonic()
+        arn = workflow.start(clients, deployed.state_machines["image_workflow"], {"hello": "x"})
+        described = workflow.wait(clients, arn, 30, first_poll_s=1.0)
+    finally:
+        clients.sfn.meta.events.unregister("before-call.sfn.DescribeExecution", count)
+
+    assert (described["status"], described["error"]) == ("FAILED", "InvalidEvent")
+    assert asked and asked[0] - began >= 1.0
+
+
 def test_low_confidence_goes_to_the_review_queue_with_a_notification(
     deployed, clients, notifications, review_queue, confident_image, run_prefix
 ):
