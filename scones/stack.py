@@ -312,14 +312,20 @@ def start(component: Component, timeout: float, show: Show = QUIET) -> float:
             start_new_session=True,
         )
     component.pid_file.write_text(f"{proc.pid}\n")
-    deadline = began + timeout
+    # From here: a first start's venv install above has its own bounds and must not eat the
+    # health wait (it did, and the first `scones up` on a fresh machine gave up at once).
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise StackError(f"{component.name} exited ({proc.returncode}); {_log_tail(component)}")
         if is_healthy(component):
             return time.monotonic() - began
         time.sleep(0.25)
-    stop(component)
+    # By our own handle, not the pid file: right after exec, /proc/<pid>/cmdline can still be
+    # empty, stop() took the process for a stranger's and left it running, port and all.
+    component.pid_file.unlink(missing_ok=True)
+    _terminate(component.name, proc.pid, leader=True)
+    proc.wait()
     raise StackError(f"{component.name} not healthy after {timeout:.0f} s; {_log_tail(component)}")
 
 
@@ -338,7 +344,11 @@ def stop(component: Component) -> bool:
     if pid is None:
         return False
     # We start each component as a group leader; one started by hand may not be: signal just it.
-    leader = _is_group_leader(pid)
+    return _terminate(component.name, pid, leader=_is_group_leader(pid))
+
+
+def _terminate(name: str, pid: int, leader: bool) -> bool:
+    """SIGTERM ``pid`` (its whole group if it leads one), SIGKILL after the grace period."""
     kill = os.killpg if leader else os.kill
     alive = _group_alive if leader else _process_alive
     try:
@@ -349,7 +359,7 @@ def stop(component: Component) -> bool:
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
     if alive(pid):
-        LOG.warning("%s ignored SIGTERM for %.0f s; killing", component.name, STOP_GRACE_SECONDS)
+        LOG.warning("%s ignored SIGTERM for %.0f s; killing", name, STOP_GRACE_SECONDS)
         try:
             kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -6,10 +6,13 @@ network it sits on, so the test reads the kernel's table of listening sockets.
 """
 
 import socket
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from scones import config
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +38,28 @@ def test_the_gateway_listens_on_loopback_only(emulator, aws_client):
     assert listening_addresses(url.port) == [loopback]  # not 00000000 (every interface)
     # and it serves there: a request through the patched server's endpoint
     assert aws_client("sts").get_caller_identity()["Account"]
+
+
+# In the emulator's venv: LocalStack's Twisted server, with our patches, asked to shut down
+# before it runs (a SIGTERM while the emulator still starts), then run as the runtime does.
+STOP_BEFORE_SERVING = """
+from localstack.runtime.server.twisted import TwistedRuntimeServer
+from scones_emulator import gateway
+
+assert gateway.install(), "a gateway patch was skipped"
+server = TwistedRuntimeServer()
+server.shutdown()
+server.run()  # returns only once the reactor has stopped
+print("stopped")
+"""
+
+
+def test_a_stop_that_comes_before_the_gateway_serves_ends_it(emulator):
+    """LocalStack stopped the reactor straight away: ReactorNotRunning, and an emulator that
+    ignored SIGTERM while starting (`scones down` had to kill it). The stop must wait for it."""
+    python = config.EMULATOR_VENV / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-c", STOP_BEFORE_SERVING], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "stopped"

@@ -94,6 +94,19 @@ def test_up_without_a_model_says_how_to_get_one(user_env, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_up_that_gives_up_on_a_slow_start_leaves_nothing_running(user_env, emulator):
+    """A start that is not healthy in time is stopped, even seconds after its exec: `scones
+    down` cannot find it afterwards (its pid file is gone), so nothing else would."""
+    user_env["SCONES_EMULATOR_START_TIMEOUT"] = "0.01"
+    result = _scones(user_env, "up", "--only", "emulator")
+    assert result.returncode == 1
+    assert "emulator not healthy after" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _processes_mentioning(user_env["SCONES_STATE_DIR"]) == []
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", int(user_env["SCONES_EMULATOR_PORT"]))) != 0
+
+
 @pytest.mark.slow
 def test_bench_stack_smoke_prints_its_figures_and_leaves_nothing(user_env, emulator):
     result = _scones(user_env, "bench", "stack", "--smoke", "--json", timeout=400)

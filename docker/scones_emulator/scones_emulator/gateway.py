@@ -8,9 +8,16 @@ in a loop: 4.5-5.5 ms of emulator CPU per call through hypercorn, 2.3 ms through
 execution makes several such calls (the upload, the serialize Lambda's GetObject, the client's
 polling), so this patch keeps LocalStack's own server and gives each endpoint its host.
 
-Always applied, speedups on or off: it is where the emulator listens, not how fast. Should
-LocalStack's ``register`` change, the guard leaves it alone and logs a warning; the stack's tests
-check that the gateway listens on loopback only.
+A second patch makes the server's ``shutdown`` work before the server runs. LocalStack calls
+``reactor.stop()`` from its shutdown thread, which raises ReactorNotRunning when the SIGTERM
+comes while the emulator still starts (`scones up` giving up on a slow start, `scones down`
+right after `up`): the shutdown thread died, start-up went on to "Ready." and the emulator
+ignored the signal until it was killed (no state saved). The stop now goes through
+``reactor.callFromThread``, Twisted's thread-safe way in: it runs as soon as the reactor does.
+
+Always applied, speedups on or off: it is where and how the emulator serves, not how fast.
+Should LocalStack change either method, its guard leaves it alone and logs a warning; the
+tests check that the gateway listens on loopback only and that a stop before serving ends it.
 """
 
 from __future__ import annotations
@@ -48,14 +55,29 @@ def _register_on_listen_host(
         endpoint.listen(factory)
 
 
+def _shutdown_from_any_thread(self: Any) -> None:
+    """LocalStack's ``TwistedRuntimeServer.shutdown``, also before the reactor runs."""
+    from twisted.internet import reactor
+
+    if self.thread_pool:
+        self.thread_pool.stop(timeout=10)
+    reactor.callFromThread(_stop_if_running, reactor)  # queued until run() if not running yet
+
+
+def _stop_if_running(reactor: Any) -> None:
+    if reactor.running:  # not when another stop came first
+        reactor.stop()
+
+
 def install() -> bool:
-    """Make LocalStack's Twisted server listen on GATEWAY_LISTEN's hosts (idempotent)."""
+    """Make LocalStack's Twisted server listen on GATEWAY_LISTEN's hosts and stop at any time
+    (idempotent). True if both patches are in place."""
     try:
         server = importlib.import_module("localstack.runtime.server.twisted")
     except ImportError as err:  # Twisted missing: GATEWAY_SERVER=twisted fails at start anyway
         LOG.warning("gateway: %s; the Twisted server cannot be bound to its host", err)
         return False
-    return patching.guarded(
+    bound = patching.guarded(
         server.TwistedRuntimeServer,
         "register",
         _register_on_listen_host,
@@ -69,3 +91,13 @@ def install() -> bool:
         ),
         pass_target=False,
     )
+    stoppable = patching.guarded(
+        server.TwistedRuntimeServer,
+        "shutdown",
+        _shutdown_from_any_thread,
+        label="gateway: a stop before the Twisted server runs ends it",
+        params=("self",),
+        source=("self.thread_pool.stop(timeout=10)", "reactor.stop()"),
+        pass_target=False,
+    )
+    return bound and stoppable

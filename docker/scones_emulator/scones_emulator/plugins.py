@@ -2,8 +2,8 @@
 
 - ``SconesExecutorPlugin``: the ``scones`` Lambda runtime executor (LAMBDA_RUNTIME_EXECUTOR=scones).
 - ``dynamodb_moto`` (dynamodb.py): the ``dynamodb:scones`` provider, moto's DynamoDB.
-- ``scones_bind_gateway``: LocalStack's Twisted gateway listens on GATEWAY_LISTEN's host only
-  (gateway.py).
+- ``scones_bind_gateway``: LocalStack's Twisted gateway listens on GATEWAY_LISTEN's host only,
+  and a stop before it serves ends it (gateway.py).
 - ``scones_reap_threads``: forgets LocalStack's finished background threads (threads.py).
 - ``scones_patch_stepfunctions``: an on_infra_start hook that gives Step Functions JSONata without
   Java, makes its execution histories match AWS's where LocalStack differs (fidelity.py) and
@@ -57,7 +57,8 @@ def scones_patch_stepfunctions() -> None:
 @hooks.on_infra_start()
 def scones_bind_gateway() -> None:
     """Before the gateway server is registered: LocalStack's Twisted server binds 0.0.0.0
-    whatever GATEWAY_LISTEN's host; this makes it listen there only (gateway.py)."""
+    whatever GATEWAY_LISTEN's host; this makes it listen there only, and lets a SIGTERM that
+    comes before it serves stop it (gateway.py)."""
     from scones_emulator import gateway
 
     gateway.install()
