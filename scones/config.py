@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     # default: s3,lambda,... The AWS services the emulator starts (and those `scones import`
     # enabled).
     emulator_services: str = "s3,lambda,stepfunctions,sns,sqs,events,iam,sts,logs"
-    # default: 90. Seconds `scones up` waits for the emulator to report healthy.
+    # default: 90. Seconds `scones up` waits for the emulator to report healthy (counted from
+    # its start, after a first start has installed the emulator's venv).
     emulator_start_timeout: Annotated[float, Field(gt=0)] = 90
     # default: 000000000000, LocalStack's default account for test credentials.
     account_id: Annotated[str, Field(pattern=r"^\d{12}$"), _allowed("12 digits")] = "000000000000"
