@@ -236,7 +236,8 @@ def bench_throughput(
 
     Each key ends in one outcome: succeeded, review, not_a_two_wheeler, failed (report's
     names), ``still_running`` (no end when the wait budget ran out; followed for GRACE_S more
-    to classify it, but not counted in executions/s), or ``lost`` (no execution at all).
+    to classify it, but not counted in executions/s), ``not_sent`` (not uploaded when the
+    budget ran out: uploads wait while MAX_IN_FLIGHT run) or ``lost`` (uploaded, no execution).
     """
     machine = state_machine_arn(clients, "image_workflow")
     run_id = uuid.uuid4().hex[:8]
@@ -249,6 +250,7 @@ def bench_throughput(
     flow: dict = {"uploaded": 0, "allowed": MAX_IN_FLIGHT, "stop": False, "error": None,
                   "last_upload": began}  # fmt: skip
     pending = iter(keys.items())
+    sent: set[str] = set()  # keys whose upload S3 answered
 
     def uploader() -> None:
         while True:
@@ -267,6 +269,7 @@ def bench_throughput(
                 return
             with gate:
                 flow["last_upload"] = time.monotonic()
+                sent.add(item[0])
 
     clients.s3  # noqa: B018 -- create the client before the threads share it
     uploaders = [threading.Thread(target=uploader, daemon=True) for _ in range(upload_threads)]
@@ -281,7 +284,8 @@ def bench_throughput(
                 if flow["error"]:
                     raise flow["error"]
                 flow["allowed"] = flow["uploaded"] - running + MAX_IN_FLIGHT
-                uploading = flow["uploaded"] < len(events)
+                expected = flow["uploaded"] if flow["stop"] else len(events)
+                uploading = flow["uploaded"] < expected
                 gate.notify_all()
             out_of_time = time.monotonic() > until
             if running == 0 or out_of_time or time.monotonic() - listed_at > FULL_LIST_S:
@@ -289,7 +293,7 @@ def bench_throughput(
                 listed_at = time.monotonic()
                 done = sum(e["status"] in TERMINAL for e in executions)
                 running = len(executions) - done
-                if done >= len(events) and running == 0:
+                if done >= expected and running == 0:
                     return executions
                 if done != last_done:
                     last_progress, last_done = time.monotonic(), done
@@ -299,15 +303,19 @@ def bench_throughput(
                     return executions
             time.sleep(LIST_POLL_S)
 
-    try:
-        executions = poll(began + timeout)
-        in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
-        if len(in_budget) < len(executions):
-            executions = poll(time.monotonic() + GRACE_S)
-    finally:
-        with gate:  # past the budget: what is not uploaded yet is not uploaded
+    def stop_uploads() -> None:
+        with gate:
             flow["stop"] = True
             gate.notify_all()
+
+    try:
+        executions = poll(began + timeout)
+        stop_uploads()  # past the budget: what is not uploaded yet is not sent
+        in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
+        if len(in_budget) < len(executions) or len(executions) < flow["uploaded"]:
+            executions = poll(time.monotonic() + GRACE_S)
+    finally:
+        stop_uploads()
         for thread in uploaders:
             thread.join(timeout=60)
     elapsed_s = time.monotonic() - began
@@ -330,7 +338,7 @@ def bench_throughput(
     for key, event in keys.items():
         runs = by_key.get(key, [])
         if not runs:
-            outcome = "lost"
+            outcome = "lost" if key in sent else "not_sent"
         else:
             d = runs[0]
             outcome = outcome_of(d["status"], d.get("error"))
@@ -351,6 +359,7 @@ def bench_throughput(
         "outcomes": dict(outcomes),
         "outcomes_by_kind": {k: dict(v) for k, v in by_kind.items()},
         "still_running": still_running,
+        "not_sent": outcomes["not_sent"],
         "lost": outcomes["lost"],
         "duplicates": sum(len(r) - 1 for r in by_key.values()),
         "executions_per_s": round(finished / span_s, 2) if span_s > 0 else 0.0,

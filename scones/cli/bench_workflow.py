@@ -32,7 +32,7 @@ def _print(result: dict) -> None:
     OUT.print(
         f"throughput: {result['executions_per_s']} executions/s over {result['events']} events; "
         f"outcomes {result['outcomes']}; still running {result['still_running']}, "
-        f"lost {result['lost']}"
+        f"not sent {result['not_sent']}, lost {result['lost']}"
     )
     if result.get("windows_per_s"):
         OUT.print(
@@ -46,8 +46,8 @@ def _print(result: dict) -> None:
         elif other:
             OUT.print(
                 f"{variant}: {other['executions_per_s']} executions/s, p50 {other['p50_ms']} ms, "
-                f"outcomes {other['outcomes']}, still running {other['still_running']}, lost "
-                f"{other['lost']}; {ratio} {result[ratio]}"
+                f"outcomes {other['outcomes']}, still running {other['still_running']}, not "
+                f"sent {other['not_sent']}, lost {other['lost']}; {ratio} {result[ratio]}"
             )
 
 
