@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -325,7 +326,8 @@ def start(component: Component, timeout: float, show: Show = QUIET) -> float:
     # empty, stop() took the process for a stranger's and left it running, port and all.
     component.pid_file.unlink(missing_ok=True)
     _terminate(component.name, proc.pid, leader=True)
-    proc.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):  # reap it; bounded if SIGKILL failed
+        proc.wait(timeout=STOP_GRACE_SECONDS)
     raise StackError(f"{component.name} not healthy after {timeout:.0f} s; {_log_tail(component)}")
 
 

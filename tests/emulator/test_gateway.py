@@ -56,7 +56,8 @@ print("stopped")
 
 def test_a_stop_that_comes_before_the_gateway_serves_ends_it(emulator):
     """LocalStack stopped the reactor straight away: ReactorNotRunning, and an emulator that
-    ignored SIGTERM while starting (`scones down` had to kill it). The stop must wait for it."""
+    ignored SIGTERM while starting (`scones down` had to kill it). The stop must wait for it.
+    (`emulator` only makes sure the emulator's venv is installed.)"""
     python = config.EMULATOR_VENV / "bin" / "python"
     done = subprocess.run(
         [str(python), "-c", STOP_BEFORE_SERVING], capture_output=True, text=True, timeout=60
