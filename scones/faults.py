@@ -88,12 +88,14 @@ def lambda_runtimes(function: str = "classify_image") -> list[int]:
     emulator = stack._read_pid(_component("emulator"))
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
+        fields = stack.stat_fields(stat)
+        if not fields or int(fields[1]) != emulator:  # fields[1]: the parent's pid
             continue
-        if ppid == emulator and "awslambdaric" in cmdline and f"{function}.handler" in cmdline:
+        try:
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "awslambdaric" in cmdline and f"{function}.handler" in cmdline:
             found.append(int(stat.parent.name))
     return found
 

@@ -380,7 +380,7 @@ def _is_group_leader(pid: int) -> bool:
         return False
 
 
-def _stat_fields(stat: Path) -> list[str] | None:
+def stat_fields(stat: Path) -> list[str] | None:
     """A /proc ``stat`` file's fields after the command name (state, ppid, pgrp ...); None if
     the process or thread is gone."""
     try:
@@ -395,7 +395,7 @@ def _process_alive(pid: int) -> bool:
     I/O) keeps every socket open, the listening one too. Counted as gone, the next start found
     its port taken (the likeliest cause of that failure in CI, after heavy disk writes)."""
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        fields = _stat_fields(stat)
+        fields = stat_fields(stat)
         if fields and fields[0] not in ("Z", "X"):
             return True
     return False
@@ -410,7 +410,7 @@ def _group_alive(pgid: int) -> bool:
         return True
     # A zombie leader still counts for killpg; look for a live member instead.
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = _stat_fields(stat)
+        fields = stat_fields(stat)
         if fields and int(fields[2]) == pgid and _process_alive(int(stat.parent.name)):
             return True
     return False
@@ -462,7 +462,7 @@ def _group_rss_mib(pgid: int) -> float:
     """Resident memory of every live process in a group (LocalStack + its Lambda runtimes)."""
     total_kib = 0
     for status_file in Path("/proc").glob("[0-9]*/status"):
-        stat = _stat_fields(status_file.parent / "stat")
+        stat = stat_fields(status_file.parent / "stat")
         if not stat or int(stat[2]) != pgid:
             continue
         try:
