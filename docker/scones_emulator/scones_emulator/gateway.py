@@ -62,10 +62,10 @@ def _shutdown_from_any_thread(self: Any) -> None:
 
     if self.thread_pool:
         self.thread_pool.stop(timeout=10)
-    reactor.callFromThread(_stop_if_running, reactor)  # queued until run() if not running yet
+    reactor.callFromThread(_stop_reactor, reactor)  # queued until run() if not running yet
 
 
-def _stop_if_running(reactor: Any) -> None:
+def _stop_reactor(reactor: Any) -> None:
     from twisted.internet.error import ReactorNotRunning
 
     with contextlib.suppress(ReactorNotRunning):  # another stop came first
