@@ -322,6 +322,32 @@ def test_lambda_invokes_beyond_the_warm_environments_all_answer(aws_client, crea
     assert [a["tag"] for a in answers] == [e["tag"] for e in events]
 
 
+def test_a_burst_past_the_warm_environments_starts_them_one_at_a_time(aws_client, create_function):
+    """24 invokes more than WARM_ENVS at once, 0.3 s each: all answer, and environments past the
+    cap start one at a time. When a busy environment came free, every waiting invoke used to
+    see it, one got it and each of the others started an environment: 20 or more here (144
+    runtime processes, 6 GB, in the workflow bench's first burst)."""
+    lam = aws_client("lambda")
+    name = create_function(
+        {"handler.py": NESTED}, "handler.handler", Runtime="python3.13", Timeout=60
+    )["FunctionName"]
+    events = [
+        {"tag": uuid.uuid4().hex[:8], "depth": 0, "sleep": 0.3}
+        for _ in range(speedups.WARM_ENVS + 24)
+    ]
+
+    def invoke(event: dict) -> dict:
+        answer = lam.invoke(FunctionName=name, Payload=json.dumps(event))
+        assert answer["StatusCode"] == 200 and "FunctionError" not in answer, answer
+        return json.loads(answer["Payload"].read())
+
+    with ThreadPoolExecutor(max_workers=len(events)) as pool:
+        answers = list(pool.map(invoke, events))
+    assert [a["tag"] for a in answers] == [e["tag"] for e in events]
+    environments = {a["pid"] for a in answers}
+    assert len(environments) <= speedups.WARM_ENVS + 8, len(environments)
+
+
 def _metric_sum(cloudwatch, namespace: str, metric: str, dimension: dict, since) -> float:
     from datetime import UTC, datetime, timedelta
 

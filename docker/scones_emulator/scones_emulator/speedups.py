@@ -60,6 +60,12 @@
    starts one as LocalStack would. Nothing is refused or throttled; only the cold-start count
    (Init Duration lines) and the wait differ. SCONES_EMULATOR_LAMBDA_WARM_ENVS (default: one per
    core, at least 2) and SCONES_EMULATOR_LAMBDA_WARM_WAIT_MS (default 1000) tune it.
+   Since 2026-12-06 a freed environment lets exactly one waiting invoke through (a claim), and
+   past the cap starts come one at a time (a waiter past WARM_WAIT_S starts one only while no
+   other start of that function is in flight). Before, every waiter saw the freed environment,
+   one got it and each of the others started one (LocalStack starts whenever its reserve
+   fails), and under load every waiter passed its WARM_WAIT_S while the first starts were still
+   initialising: the bench's first burst still made 117-144 runtime processes (5.3-6.3 GB).
 10. Lambda's Invocations/Errors and SQS's per-queue metrics are written to the CloudWatch
    provider's metrics database directly, as its PutMetricData handler does, instead of one
    internal PutMetricData API call (client, signing, gateway, parsing) per invocation or message:
@@ -655,29 +661,67 @@ def install_internal_router_skip() -> bool:
 # Default: one per core, at least 2. SCONES_EMULATOR_LAMBDA_WARM_ENVS / _WARM_WAIT_MS change them.
 WARM_ENVS = int(os.environ.get("SCONES_EMULATOR_LAMBDA_WARM_ENVS") or max(2, os.cpu_count() or 2))
 WARM_WAIT_S = float(os.environ.get("SCONES_EMULATOR_LAMBDA_WARM_WAIT_MS") or 1000) / 1000
-_warm_freed = threading.Condition()  # notified whenever an environment is handed back
-_warm_starting: Counter[str] = Counter()  # on-demand starts in flight, per version manager
+_warm_lock = threading.Lock()
+# One condition per version manager, on _warm_lock: a release wakes one waiter of that function
+# (waking every waiter of every function on each release cost more CPU than the starts saved).
+_warm_conditions: dict[str, threading.Condition] = {}
+_warm_starting: Counter[str] = Counter()  # starts in flight, per version manager
+# Invokes let through and not yet holding an environment, per version manager: "claim" = one
+# READY environment is theirs (so N free environments let N waiters through, not all of them:
+# the losers of that race used to start an environment each); "start" = may start one.
+_warm_let_through: Counter[tuple[str, str]] = Counter()
 
 
-def _wait_for_warm(service: Any, version_manager_id: str, ready: Any, on_demand: Any) -> None:
-    """Return once an environment of this function is READY, or fewer than WARM_ENVS exist or
-    are starting, or WARM_WAIT_S has passed (then LocalStack starts a new one, as it would)."""
+def _condition(version_manager_id: str) -> threading.Condition:
+    """The condition this function's waiters wait on (caller holds _warm_lock)."""
+    condition = _warm_conditions.get(version_manager_id)
+    if condition is None:
+        condition = _warm_conditions[version_manager_id] = threading.Condition(_warm_lock)
+    return condition
+
+
+def _wait_for_warm(service: Any, version_manager_id: str, ready: Any, on_demand: Any) -> str:
+    """Wait until this invoke may go on, and say why: "claim" (a READY environment of this
+    function is left for it) or "start" (fewer than WARM_ENVS environments exist or are
+    starting; or it waited WARM_WAIT_S and no start of this function is in flight, so starts
+    past the cap come one at a time instead of one per waiting invoke)."""
     deadline = time.monotonic() + WARM_WAIT_S
-    with _warm_freed:
+    with _warm_lock:
+        condition = _condition(version_manager_id)
         while True:
             envs = [
                 e
                 for e in list(service.environments.get(version_manager_id, {}).values())
                 if e.initialization_type == on_demand
             ]
-            if any(e.status == ready for e in envs):
-                return
-            if len(envs) + _warm_starting[version_manager_id] < WARM_ENVS:
-                return
+            free = sum(e.status == ready for e in envs)
+            if free > _warm_let_through[version_manager_id, "claim"]:
+                return _let_through(version_manager_id, "claim")
+            starting = (
+                _warm_starting[version_manager_id] + _warm_let_through[version_manager_id, "start"]
+            )
+            if len(envs) + starting < WARM_ENVS:
+                return _let_through(version_manager_id, "start")
             left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            _warm_freed.wait(left)
+            if left <= 0 and not starting:
+                return _let_through(version_manager_id, "start")
+            # a release or the end of a start wakes one waiter; the timeout re-checks anyway,
+            # so a missed wake-up costs at most WARM_WAIT_S
+            condition.wait(left if left > 0 else WARM_WAIT_S)
+
+
+def _let_through(version_manager_id: str, why: str) -> str:
+    _warm_let_through[version_manager_id, why] += 1  # caller holds _warm_lock
+    return why
+
+
+def _wake_one(version_manager_id: str, let_through: str | None = None) -> None:
+    """Wake one waiter of this function: an environment was released, a start ended, or an
+    invoke let through (``let_through``) now holds an environment or gave up."""
+    with _warm_lock:
+        if let_through is not None:
+            _warm_let_through[version_manager_id, let_through] -= 1
+        _condition(version_manager_id).notify()
 
 
 def install_lambda_warm_first() -> bool:
@@ -693,25 +737,28 @@ def install_lambda_warm_first() -> bool:
     @contextlib.contextmanager
     def get_environment(original: Callable[..., Any], self: Any, version_manager_id: str,
                         function_version: Any, provisioning_type: Any) -> Any:  # fmt: skip
+        why = None
         if provisioning_type == on_demand:
-            _wait_for_warm(self, version_manager_id, ready, on_demand)
+            why = _wait_for_warm(self, version_manager_id, ready, on_demand)
         try:
             with original(self, version_manager_id, function_version, provisioning_type) as env:
+                if why is not None:  # reserved or started: the claim or start is used up
+                    _wake_one(version_manager_id, why)
+                    why = None
                 yield env
         finally:  # released (or stopped) by LocalStack's own context manager by now
-            with _warm_freed:
-                _warm_freed.notify_all()
+            _wake_one(version_manager_id, why)  # why: the start failed before an env was ours
 
     def start_environment(original: Callable[..., Any], self: Any, version_manager_id: str,
                           function_version: Any) -> Any:  # fmt: skip
-        with _warm_freed:
+        with _warm_lock:
             _warm_starting[version_manager_id] += 1
         try:
             return original(self, version_manager_id, function_version)
         finally:
-            with _warm_freed:
+            with _warm_lock:
                 _warm_starting[version_manager_id] -= 1
-                _warm_freed.notify_all()
+            _wake_one(version_manager_id)
 
     # Both or neither: get_environment's wait counts the starts start_environment records.
     return patching.guarded(
