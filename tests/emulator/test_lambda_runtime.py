@@ -202,6 +202,32 @@ def test_tail_logs_have_start_end_report_and_prints(aws_client, make_function):
     )
 
 
+CHATTY = """
+def handler(event, context):
+    for i in range(event["lines"]):
+        print(f"{event['tag']} line {i:06d} " + "x" * 50, flush=event["flush"])
+    return event["tag"]
+"""
+
+
+def test_output_past_the_pipe_buffer_reaches_the_logs_whole_and_in_order(aws_client, make_function):
+    """5,000 lines (~330 KB) block the handler unless the emulator drains its pipe while it runs;
+    each invoke's logs end with its own last line, none of the next invoke's."""
+    name = make_function({"app.py": CHATTY})
+    lam = aws_client("lambda")
+    for tag, flush in (("first", True), ("second", False)):
+        event = {"tag": tag, "lines": 5000, "flush": flush}
+        response, body = _invoke(lam, name, event, tail=True)
+        assert body == tag, body
+        lines = base64.b64decode(response["LogResult"]).decode().splitlines()
+        end = lines.index(f"END RequestId: {response['ResponseMetadata']['RequestId']}")
+        printed = [line.split(" ")[:3] for line in lines[1:end] if " line " in line]
+        assert printed[-1] == [tag, "line", "004999"]
+        numbers = [int(number) for _, _, number in printed]
+        assert numbers == list(range(numbers[0], 5000))  # the tail's lines, none lost between
+        assert {t for t, _, _ in printed} == {tag}
+
+
 def test_cloudwatch_logs_receive_the_invocation_logs(aws_client, make_function):
     name = make_function({"app.py": KINDS})
     _, body = _invoke(aws_client("lambda"), name, {"kind": "state"})
