@@ -663,7 +663,7 @@ WARM_ENVS = int(os.environ.get("SCONES_EMULATOR_LAMBDA_WARM_ENVS") or max(2, os.
 WARM_WAIT_S = float(os.environ.get("SCONES_EMULATOR_LAMBDA_WARM_WAIT_MS") or 1000) / 1000
 _warm_lock = threading.Lock()
 # One condition per version manager, on _warm_lock: a release wakes one waiter of that function
-# (waking every waiter of every function on each release cost more CPU than the starts saved).
+# (one shared condition with notify_all woke every waiting invoke of every function to re-check).
 _warm_conditions: dict[str, threading.Condition] = {}
 _warm_starting: Counter[str] = Counter()  # starts in flight, per version manager
 # Invokes let through and not yet holding an environment, per version manager: "claim" = one
