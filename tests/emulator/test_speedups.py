@@ -322,9 +322,9 @@ def test_lambda_invokes_beyond_the_warm_environments_all_answer(aws_client, crea
     assert [a["tag"] for a in answers] == [e["tag"] for e in events]
 
 
-def test_a_burst_past_the_warm_environments_starts_them_one_at_a_time(aws_client, create_function):
+def test_a_burst_past_the_warm_environments_starts_a_few_at_a_time(aws_client, create_function):
     """24 invokes more than WARM_ENVS at once, 0.3 s each: all answer, and environments past the
-    cap start one at a time. When a busy environment came free, every waiting invoke used to
+    cap start WARM_ENVS at a time. When a busy environment came free, every waiting invoke used to
     see it, one got it and each of the others started an environment: 20 or more here (144
     runtime processes, 6 GB, in the workflow bench's first burst)."""
     lam = aws_client("lambda")
@@ -345,7 +345,7 @@ def test_a_burst_past_the_warm_environments_starts_them_one_at_a_time(aws_client
         answers = list(pool.map(invoke, events))
     assert [a["tag"] for a in answers] == [e["tag"] for e in events]
     environments = {a["pid"] for a in answers}
-    assert len(environments) <= speedups.WARM_ENVS + 8, len(environments)
+    assert len(environments) <= speedups.WARM_ENVS + 12, len(environments)
 
 
 def _metric_sum(cloudwatch, namespace: str, metric: str, dimension: dict, since) -> float:

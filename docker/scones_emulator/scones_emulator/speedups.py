@@ -61,8 +61,8 @@
    (Init Duration lines) and the wait differ. SCONES_EMULATOR_LAMBDA_WARM_ENVS (default: one per
    core, at least 2) and SCONES_EMULATOR_LAMBDA_WARM_WAIT_MS (default 1000) tune it.
    Since 2026-12-06 a freed environment lets exactly one waiting invoke through (a claim), and
-   past the cap starts come one at a time (a waiter past WARM_WAIT_S starts one only while no
-   other start of that function is in flight). Before, every waiter saw the freed environment,
+   past the cap at most WARM_ENVS starts of a function are in flight at once (a waiter past
+   WARM_WAIT_S starts one only then). Before, every waiter saw the freed environment,
    one got it and each of the others started one (LocalStack starts whenever its reserve
    fails), and under load every waiter passed its WARM_WAIT_S while the first starts were still
    initialising: the bench's first burst still made 117-144 runtime processes (5.3-6.3 GB).
@@ -683,8 +683,8 @@ def _condition(version_manager_id: str) -> threading.Condition:
 def _wait_for_warm(service: Any, version_manager_id: str, ready: Any, on_demand: Any) -> str:
     """Wait until this invoke may go on, and say why: "claim" (a READY environment of this
     function is left for it) or "start" (fewer than WARM_ENVS environments exist or are
-    starting; or it waited WARM_WAIT_S and no start of this function is in flight, so starts
-    past the cap come one at a time instead of one per waiting invoke)."""
+    starting; or it waited WARM_WAIT_S and fewer than WARM_ENVS starts of this function are in
+    flight, so starts past the cap come WARM_ENVS at a time instead of one per waiting invoke)."""
     deadline = time.monotonic() + WARM_WAIT_S
     with _warm_lock:
         condition = _condition(version_manager_id)
@@ -697,13 +697,14 @@ def _wait_for_warm(service: Any, version_manager_id: str, ready: Any, on_demand:
             free = sum(e.status == ready for e in envs)
             if free > _warm_let_through[version_manager_id, "claim"]:
                 return _let_through(version_manager_id, "claim")
-            starting = (
-                _warm_starting[version_manager_id] + _warm_let_through[version_manager_id, "start"]
+            # an invoke let through to start is in both counts while it starts: count it once
+            starting = max(
+                _warm_starting[version_manager_id], _warm_let_through[version_manager_id, "start"]
             )
             if len(envs) + starting < WARM_ENVS:
                 return _let_through(version_manager_id, "start")
             left = deadline - time.monotonic()
-            if left <= 0 and not starting:
+            if left <= 0 and starting < WARM_ENVS:
                 return _let_through(version_manager_id, "start")
             # a release or the end of a start wakes one waiter; the timeout re-checks anyway,
             # so a missed wake-up costs at most WARM_WAIT_S
