@@ -152,7 +152,7 @@ class SconesRuntimeExecutor(RuntimeExecutor):
         if process.retired:
             return
         process.retired = True
-        process.close()
+        process.kill()
         self._history.append(process.history())
 
     def _process_env(self, env_vars: dict[str, str]) -> dict[str, str]:

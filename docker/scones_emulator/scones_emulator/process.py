@@ -179,7 +179,8 @@ class RuntimeProcess:
             self.init_duration_ms = (time.perf_counter() - self.spawned_at) * 1000
 
     def kill(self) -> None:
-        """SIGKILL the process group (as Lambda does on timeout), then release pipe and server."""
+        """SIGKILL the process group (as Lambda does on timeout) and close its Runtime API server;
+        the output reader stops at the pipe's end."""
         if self.alive:
             try:
                 os.killpg(self.pid, signal.SIGKILL)
@@ -187,10 +188,6 @@ class RuntimeProcess:
                 pass
             self.exited.wait(KILL_WAIT_S)
         self.api.close()
-
-    def close(self) -> None:
-        """Kill if needed; the reader then reaches the pipe's end and stops."""
-        self.kill()
 
     def _watch(self) -> None:
         self.returncode = self.proc.wait()

@@ -759,7 +759,7 @@ def install_lambda_warm_first() -> bool:
         finally:
             with _warm_lock:
                 _warm_starting[version_manager_id] -= 1
-            _wake_one(version_manager_id)
+                _condition(version_manager_id).notify()  # a start ended: wake one waiter
 
     # Both or neither: get_environment's wait counts the starts start_environment records.
     return patching.guarded(
