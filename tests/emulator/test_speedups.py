@@ -666,3 +666,48 @@ def test_shared_timers_fire_once_in_order_and_never_when_cancelled():
     assert {name for _, name in fired} == {"scones-timer-fired"}
     with pytest.raises(RuntimeError):
         timers[0].start()
+
+
+SLEEPER = """
+import time
+
+def handler(event, context):
+    time.sleep(event["s"])
+    return {"slept": event["s"]}
+"""
+
+
+def test_state_and_execution_timeouts_still_fire(run_machine, create_function):
+    """A Task state's TimeoutSeconds and the machine's still end what overruns with every
+    speedup on (the shared program of patch 2, the in-process invoke of patch 12), and what
+    finishes in time still succeeds."""
+    name = create_function({"handler.py": SLEEPER}, "handler.handler", Runtime="python3.13",
+                           Timeout=30)["FunctionName"]  # fmt: skip
+    task = {
+        "StartAt": "Sleep",
+        "States": {
+            "Sleep": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": name, "Payload": {"s.$": "$.s"}},
+                "TimeoutSeconds": 2,
+                "End": True,
+            }
+        },
+    }
+    execution, events = run_machine(task, {"s": 0})
+    assert execution["status"] == "SUCCEEDED", execution
+    execution, events = run_machine(task, {"s": 6})
+    assert execution["status"] == "FAILED", execution
+    assert execution.get("error") == "States.Timeout", execution
+    assert any(e["type"] == "TaskTimedOut" for e in events), [e["type"] for e in events]
+
+    whole = {
+        "TimeoutSeconds": 2,
+        "StartAt": "Wait",
+        "States": {"Wait": {"Type": "Wait", "SecondsPath": "$.s", "End": True}},
+    }
+    execution, _ = run_machine(whole, {"s": 0})
+    assert execution["status"] == "SUCCEEDED", execution
+    execution, _ = run_machine(whole, {"s": 6})
+    assert execution["status"] == "TIMED_OUT", execution
