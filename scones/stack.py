@@ -90,6 +90,28 @@ def _python_version(exe: str) -> tuple[int, int] | None:
         return None
 
 
+def unoptimized_pyenv_build(python: Path) -> bool:
+    """Whether ``python`` is a pyenv build without profile-guided and link-time optimisation
+    (pyenv's default: it configures CPython without ``--enable-optimizations``). The emulator
+    is one Python process and the workflow's limit: on this kind of machine it took ~13 % more
+    CPU per workflow execution on such a build of 3.13 than on an optimised one (README,
+    "Figures"). Only pyenv's builds are judged: distributions, python.org and the official
+    Docker images build theirs optimised, in ways CONFIG_ARGS may not show."""
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv").resolve()
+    if not (
+        python.absolute().is_relative_to(pyenv_root) or python.resolve().is_relative_to(pyenv_root)
+    ):
+        return False
+    try:
+        args = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--enable-optimizations" not in args
+
+
 def _install_fingerprint(python: Path, modern: bool) -> str:
     """Changes whenever what we would install changes, so `setup` refreshes only then."""
     digest = hashlib.sha256()
@@ -137,6 +159,13 @@ def setup_emulator(force: bool = False, show: Show = QUIET) -> Path:
         runtimes = [str(venv / "bin" / "python"), "-m", "scones_emulator.runtimes", "install"]
         _run(runtimes)  # awslambdaric for every Python the machine has, for function runtimes
     marker.write_text(json.dumps({"fingerprint": fingerprint, "python": str(python)}))
+    if unoptimized_pyenv_build(python):
+        show.say(
+            f"note: the emulator runs on {python}, a pyenv build without PGO/LTO (~13 % more "
+            "CPU per workflow execution than an optimised build); `PYTHON_CONFIGURE_OPTS="
+            "'--enable-optimizations --with-lto' pyenv install 3.13` builds an optimised one, "
+            "or set SCONES_EMULATOR_PYTHON to your system's python3.12+"
+        )
     return venv
 
 

@@ -181,3 +181,32 @@ def test_stop_returns_once_the_port_is_free_even_if_the_main_thread_ended_first(
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def _fake_python(path: Path, config_args: str) -> Path:
+    """An executable that answers the sysconfig question as a Python built so would."""
+    path.parent.mkdir(parents=True)
+    path.write_text(f'#!/bin/sh\necho "{config_args}"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_only_a_pyenv_build_without_pgo_gets_the_slower_interpreter_note(tmp_path, monkeypatch):
+    """pyenv configures CPython without --enable-optimizations unless told (the emulator ran the
+    workflow slower on such a build); a build with it, or any interpreter outside pyenv, is
+    left alone."""
+    root = tmp_path / "pyenv"
+    monkeypatch.setenv("PYENV_ROOT", str(root))
+    plain = _fake_python(root / "versions/3.13.0/bin/python3.13", "'--prefix=x' '--enable-shared'")
+    tuned = _fake_python(
+        root / "versions/3.13.5/bin/python3.13", "'--enable-optimizations' '--with-lto'"
+    )
+    elsewhere = _fake_python(tmp_path / "usr/bin/python3.13", "'--enable-shared'")
+
+    assert stack.unoptimized_pyenv_build(plain) is True
+    assert stack.unoptimized_pyenv_build(tuned) is False
+    assert stack.unoptimized_pyenv_build(elsewhere) is False
+    link = tmp_path / "venv/bin/python"  # a venv's python links into pyenv: judged by its target
+    link.parent.mkdir(parents=True)
+    link.symlink_to(plain)
+    assert stack.unoptimized_pyenv_build(link) is True
