@@ -58,10 +58,9 @@ def find_emulator_python() -> tuple[Path, bool]:
     if config.EMULATOR_PYTHON:
         candidates.append(config.EMULATOR_PYTHON)
     candidates += ["python3.13", "python3.12"]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     for minor in ("3.13", "3.12"):
         candidates += sorted(
-            str(p) for p in pyenv_root.glob(f"versions/{minor}.*/bin/python{minor}")
+            str(p) for p in _pyenv_root().glob(f"versions/{minor}.*/bin/python{minor}")
         )
     for candidate in candidates:
         exe = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
@@ -76,17 +75,26 @@ def find_emulator_python() -> tuple[Path, bool]:
     return Path(sys.executable), False
 
 
-def _python_version(exe: str) -> tuple[int, int] | None:
+def _pyenv_root() -> Path:
+    return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+
+
+def _python_says(exe: str, code: str) -> str | None:
+    """What the interpreter ``exe`` prints for ``code``; None if it cannot run it."""
     try:
-        out = subprocess.run(
-            [exe, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.split()
-        return int(out[0]), int(out[1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return subprocess.run(
+            [exe, "-c", code], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _python_version(exe: str) -> tuple[int, int] | None:
+    out = _python_says(exe, "import sys; print(sys.version_info[0], sys.version_info[1])")
+    try:
+        major, minor = (out or "").split()[:2]
+        return int(major), int(minor)
+    except ValueError:
         return None
 
 
@@ -97,19 +105,15 @@ def unoptimized_pyenv_build(python: Path) -> bool:
     CPU per workflow execution on such a build of 3.13 than on an optimised one (README,
     "Figures"). Only pyenv's builds are judged: distributions, python.org and the official
     Docker images build theirs optimised, in ways CONFIG_ARGS may not show."""
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv").resolve()
+    pyenv_root = _pyenv_root().resolve()
     if not (
         python.absolute().is_relative_to(pyenv_root) or python.resolve().is_relative_to(pyenv_root)
     ):
         return False
-    try:
-        args = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "--enable-optimizations" not in args
+    args = _python_says(
+        str(python), "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"
+    )
+    return args is not None and "--enable-optimizations" not in args
 
 
 def _install_fingerprint(python: Path, modern: bool) -> str:
