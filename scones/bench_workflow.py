@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from scones import QUIET, SconesError, Show, UsageError, config
+from scones import QUIET, SconesError, Show, UsageError, config, stack
 from scones.aws import Clients
 from scones.executions import TERMINAL, outcome_of
 from scones.stage import default_dataset
@@ -240,6 +241,7 @@ def bench_throughput(
     budget ran out: uploads wait while MAX_IN_FLIGHT run) or ``lost`` (uploaded, no execution).
     """
     machine = state_machine_arn(clients, "image_workflow")
+    cpu_before, bench_cpu_before = stack.cpu_snapshot(), _own_cpu_s()
     run_id = uuid.uuid4().hex[:8]
     prefix = f"{config.INCOMING_PREFIX}{BENCH_PREFIX}{run_id}/"
     keys = {f"{prefix}{i:05d}-{e.name}": e for i, e in enumerate(events)}
@@ -314,6 +316,7 @@ def bench_throughput(
         in_budget = {e["executionArn"] for e in executions if e["status"] in TERMINAL}
         if len(in_budget) < len(executions) or len(executions) < flow["uploaded"]:
             executions = poll(time.monotonic() + GRACE_S)
+        cpu_after, bench_cpu_s = stack.cpu_snapshot(), _own_cpu_s() - bench_cpu_before
     finally:
         stop_uploads()
         for thread in uploaders:
@@ -366,9 +369,47 @@ def bench_throughput(
         "window": window,
         "windows_per_s": rates,
         "drift": drift(rates),
+        **cpu_figures(
+            cpu_before, cpu_after, bench_cpu_s, sum(e["status"] in TERMINAL for e in executions)
+        ),
         "upload_s": round(upload_s, 2),
         "span_s": round(span_s, 2),
         "outcome_by_name": by_name,  # the warm-up's calibration for --path; not printed
+    }
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_figures(
+    before: stack.CpuSnapshot | None,
+    after: stack.CpuSnapshot | None,
+    bench_s: float,
+    executions: int,
+) -> dict:
+    """CPU ms per ended execution, per process (the stack's host processes and this bench),
+    and the executions/s that CPU allows: with every core busy (``all_cores``), and with the
+    emulator alone on one core (``emulator_one_core``: one Python process, so one GIL). Both
+    None when the stack is not host processes here (compose, the cloud) or nothing ended."""
+    if before is None or after is None or executions <= 0:
+        return {"cpu_ms_per_execution": None, "cpu_bound_per_s": None}
+    seconds = {**after.since(before), "bench": bench_s}
+    per = {part: round(s * 1000 / executions, 1) for part, s in seconds.items()}
+    per["total"] = round(sum(seconds.values()) * 1000 / executions, 1)
+    cores = len(os.sched_getaffinity(0))
+
+    def bound(ms: float, cores: int) -> float | None:
+        return round(cores * 1000 / ms, 1) if ms > 0 else None
+
+    return {
+        "cpu_ms_per_execution": per,
+        "cpu_bound_per_s": {
+            "cores": cores,
+            "all_cores": bound(per["total"], cores),
+            "emulator_one_core": bound(per["emulator"], 1),
+        },
     }
 
 

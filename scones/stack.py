@@ -488,23 +488,84 @@ def down() -> list[str]:
 
 # ------------------------------ Benchmark ------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's CPU times count these per second
 BENCH_HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
 
 
-def _group_rss_mib(pgid: int) -> float:
-    """Resident memory of every live process in a group (LocalStack + its Lambda runtimes)."""
+def _children(pid: int) -> dict[int, list[str]]:
+    """``pid``'s child processes (not yet reaped), with their /proc stat fields: for the
+    emulator, its Lambda runtimes. Each runtime leads a session of its own (the plugin's
+    process.py, so that a kill takes the handler's own children too): they are not in the
+    emulator's process group."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = stat_fields(stat)
+        if fields and int(fields[1]) == pid:
+            found[int(stat.parent.name)] = fields
+    return found
+
+
+def _tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (LocalStack + its Lambda runtimes)."""
+    if not pid:  # the emulator is gone: not pid 0's children (init, kthreadd)
+        return 0.0
     total_kib = 0
-    for status_file in Path("/proc").glob("[0-9]*/status"):
-        stat = stat_fields(status_file.parent / "stat")
-        if not stat or int(stat[2]) != pgid:
-            continue
+    for member in (pid, *_children(pid)):
         try:
-            for line in status_file.read_text().splitlines():
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
         except (OSError, ValueError, IndexError):
             continue
     return total_kib / 1024
+
+
+def _cpu_s(user_ticks: str, system_ticks: str) -> float:
+    return (int(user_ticks) + int(system_ticks)) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds the stack's host processes have used so far: the emulator, the model
+    server, the emulator's live Lambda runtimes by pid, and ``reaped``: the runtimes that ended
+    and that the emulator waited for (their whole lives). ``scones bench workflow`` takes one
+    before and one after its run."""
+
+    emulator: float
+    model: float
+    runtimes: dict[int, float]
+    reaped: float
+
+    def since(self, earlier: CpuSnapshot) -> dict[str, float]:
+        """CPU seconds per part between ``earlier`` and this snapshot."""
+        # A runtime that ended in between is in ``reaped`` with its whole life: take off
+        # what it had used before ``earlier``.
+        ended = sum(t for pid, t in earlier.runtimes.items() if pid not in self.runtimes)
+        live = sum(t - earlier.runtimes.get(pid, 0.0) for pid, t in self.runtimes.items())
+        return {
+            "emulator": self.emulator - earlier.emulator,
+            "lambda_runtimes": live + self.reaped - earlier.reaped - ended,
+            "model": self.model - earlier.model,
+        }
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """The CPU the stack ``scones up`` started here has used so far; None when the emulator or
+    the model server is not such a host process (down, a docker compose stack, the cloud)."""
+    pids = {c.name: _read_pid(c) for c in components()}
+    if not pids["emulator"] or not pids["model"]:
+        return None
+    emulator = stat_fields(Path(f"/proc/{pids['emulator']}/stat"))
+    model = stat_fields(Path(f"/proc/{pids['model']}/stat"))
+    if not emulator or not model:
+        return None
+    # stat fields after the name, from 0: 11 utime, 12 stime, 13 cutime, 14 cstime
+    return CpuSnapshot(
+        emulator=_cpu_s(emulator[11], emulator[12]),
+        model=_cpu_s(model[11], model[12]),
+        runtimes={pid: _cpu_s(f[11], f[12]) for pid, f in _children(pids["emulator"]).items()},
+        reaped=_cpu_s(emulator[13], emulator[14]),
+    )
 
 
 def bench_stack(invokes: int = 20) -> dict[str, float]:
@@ -551,7 +612,7 @@ def bench_stack(invokes: int = 20) -> dict[str, float]:
                 began = time.perf_counter()
                 client.invoke(FunctionName="bench", Payload=b"{}")
                 warm_times.append(time.perf_counter() - began)
-            rss = _group_rss_mib(_read_pid(component) or 0)
+            rss = _tree_rss_mib(_read_pid(component) or 0)
         finally:
             stop(component)
             config.STATE_DIR, config.EMULATOR_PORT = saved

@@ -39,6 +39,15 @@ def _print(result: dict) -> None:
             f"per {result['window']} executions: {result['windows_per_s']} executions/s; "
             f"drift (last window vs first) {result['drift']}"
         )
+    cpu, bound = result.get("cpu_ms_per_execution"), result.get("cpu_bound_per_s")
+    if cpu and bound:
+        OUT.print(
+            f"CPU per execution: emulator {cpu['emulator']} ms, Lambda runtimes "
+            f"{cpu['lambda_runtimes']} ms, model {cpu['model']} ms, bench {cpu['bench']} ms "
+            f"(total {cpu['total']} ms): at most {bound['all_cores']} executions/s with all "
+            f"{bound['cores']} cores busy, {bound['emulator_one_core']}/s with the emulator "
+            "(one Python process) on one core"
+        )
     for variant, ratio in (("stock", "ratio_vs_stock"), ("no_persistence", "persistence_cost")):
         other = result.get(variant)
         if other and "error" in other:

@@ -93,6 +93,12 @@ def test_bench_workflow_smoke_mix_accounts_for_every_event(deployed, shared_data
     # --smoke's windows of 10: the long-lived check's figures, on a small scale
     assert result["window"] == 10 and len(result["windows_per_s"]) == 4
     assert all(rate > 0 for rate in result["windows_per_s"]) and result["drift"] is not None
+    # where the CPU went: the stack's processes here (the runtimes ran the handlers) and ours
+    cpu, bound = result["cpu_ms_per_execution"], result["cpu_bound_per_s"]
+    assert all(cpu[p] > 0 for p in ("emulator", "lambda_runtimes", "model", "bench")), cpu
+    assert cpu["total"] == pytest.approx(sum(cpu.values()) - cpu["total"], abs=0.3)
+    assert bound["all_cores"] == pytest.approx(bound["cores"] * 1000 / cpu["total"], rel=0.01)
+    assert bound["emulator_one_core"] == pytest.approx(1000 / cpu["emulator"], rel=0.01)
 
 
 def test_events_the_budget_left_unsent_are_not_sent_not_lost(deployed, shared_data):

@@ -123,6 +123,36 @@ def test_bench_stack_smoke_prints_its_figures_and_leaves_nothing(user_env, emula
     assert not list(state.glob("bench-*")), "the bench's own state dir was left behind"
 
 
+def test_memory_of_the_emulator_counts_its_runtimes_in_their_own_sessions():
+    # Lambda runtimes lead sessions of their own, so a process-group sum missed them all
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; b = b'x' * (300 << 20); print(1, flush=True); "
+         "time.sleep(60)"],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline().strip() == b"1"  # its 300 MiB are resident
+        assert child.pid in stack._children(os.getpid())
+        assert stack._tree_rss_mib(os.getpid()) >= stack._tree_rss_mib(child.pid) + 10 > 300
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert stack._tree_rss_mib(0) == 0.0  # no emulator: not the kernel's own processes
+
+
+def test_cpu_since_counts_a_runtime_that_ended_for_its_time_in_between_only():
+    earlier = stack.CpuSnapshot(emulator=10.0, model=5.0, runtimes={101: 2.0, 102: 1.0}, reaped=0.5)
+    # 101 ran 0.5 s more and ended (reaped: its whole 2.5 s), 102 ran 0.25 s, 103 started: 0.5 s
+    later = stack.CpuSnapshot(emulator=12.0, model=6.5, runtimes={102: 1.25, 103: 0.5}, reaped=3.0)
+
+    assert later.since(earlier) == {"emulator": 2.0, "lambda_runtimes": 1.25, "model": 1.5}
+
+
+def test_cpu_snapshot_is_none_where_no_stack_runs_as_host_processes():
+    # this test's own state dir: no pid files (as for a compose stack or the cloud)
+    assert stack.cpu_snapshot() is None
+
+
 def test_a_private_port_is_drawn_where_no_bind_to_port_zero_can_land():
     # A port from bind(0) lies in this range, where the kernel hands out every bind(0) and
     # outgoing connection: another process could take it before a private server binds it.
