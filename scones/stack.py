@@ -552,6 +552,8 @@ class CpuSnapshot:
 def cpu_snapshot() -> CpuSnapshot | None:
     """The CPU the stack ``scones up`` started here has used so far; None when the emulator or
     the model server is not such a host process (down, a docker compose stack, the cloud)."""
+    if config.TARGET != "local":  # a local stack may run too, but the work is on AWS
+        return None
     pids = {c.name: _read_pid(c) for c in components()}
     if not pids["emulator"] or not pids["model"]:
         return None
