@@ -39,6 +39,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,9 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def free_port() -> int:
+    """The kernel's choice of a free port: it lies in the ephemeral range, where another
+    process's outgoing connection may take it before the container binds it. scones passes
+    its own chooser (``port_finder``), which draws below that range."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -104,6 +108,7 @@ class LocalSageMaker:
     :param s3: a boto3 S3 client (the emulator's): channels come from it, artifacts go to it.
     :param images: request image URI -> local image tag (the ECR images cannot be pulled here).
     :param container_env: environment every container gets: where S3 is and its credentials.
+    :param port_finder: picks the port an endpoint's container serves on (the host's network).
     """
 
     s3: Any
@@ -113,6 +118,7 @@ class LocalSageMaker:
     docker: str = "docker"
     region: str = "us-east-1"
     account: str = "000000000000"
+    port_finder: Callable[[], int] = free_port
 
     def __post_init__(self) -> None:
         import botocore.session
@@ -456,7 +462,7 @@ class LocalSageMaker:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
                 tar.extractall(model_dir, filter="data")
-        port = free_port()
+        port = self.port_finder()
         env = {
             **self.container_env,
             "AWS_REGION": self.region,

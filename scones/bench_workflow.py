@@ -392,16 +392,18 @@ def cpu_figures(
     """CPU ms per ended execution, per process (the stack's host processes and this bench),
     and the executions/s that CPU allows: with every core busy (``all_cores``), and with the
     emulator alone on one core (``emulator_one_core``: one Python process, so one GIL). Both
-    None when the stack is not host processes here (compose, the cloud) or nothing ended."""
+    None when the stack is not host processes here (compose, the cloud) or nothing ended;
+    the model, the total and ``all_cores`` None when the model server is not this stack's."""
     if before is None or after is None or executions <= 0:
         return {"cpu_ms_per_execution": None, "cpu_bound_per_s": None}
     seconds = {**after.since(before), "bench": bench_s}
-    per = {part: round(s * 1000 / executions, 1) for part, s in seconds.items()}
-    per["total"] = round(sum(seconds.values()) * 1000 / executions, 1)
+    known = None not in seconds.values()
+    per = {p: None if s is None else round(s * 1000 / executions, 1) for p, s in seconds.items()}
+    per["total"] = round(sum(seconds.values()) * 1000 / executions, 1) if known else None
     cores = len(os.sched_getaffinity(0))
 
-    def bound(ms: float, cores: int) -> float | None:
-        return round(cores * 1000 / ms, 1) if ms > 0 else None
+    def bound(ms: float | None, cores: int) -> float | None:
+        return round(cores * 1000 / ms, 1) if ms else None
 
     return {
         "cpu_ms_per_execution": per,

@@ -23,6 +23,7 @@ from cloud.sagemaker_local import (
     docker_available,
 )
 from scones import PROJECT_ROOT, SconesError, UsageError, config
+from scones.stack import free_port
 
 TARGET = "sagemaker-local"
 # Local tags standing in for the ECR images (nothing is pulled: both are built from docker/).
@@ -91,6 +92,7 @@ def client():
         },
         region=config.REGION,
         account=config.ACCOUNT_ID,
+        port_finder=free_port,  # below the ephemeral range: no connection takes it meanwhile
     )
 
 

@@ -527,44 +527,44 @@ def _cpu_s(user_ticks: str, system_ticks: str) -> float:
 @dataclass(frozen=True)
 class CpuSnapshot:
     """CPU seconds the stack's host processes have used so far: the emulator, the model
-    server, the emulator's live Lambda runtimes by pid, and ``reaped``: the runtimes that ended
-    and that the emulator waited for (their whole lives). ``scones bench workflow`` takes one
-    before and one after its run."""
+    server (None when it is not this stack's: a second stack of ``scones bench workflow``
+    shares the first one's), the emulator's live Lambda runtimes by pid, and ``reaped``: the
+    runtimes that ended and that the emulator waited for (their whole lives). ``scones bench
+    workflow`` takes one before and one after its run."""
 
     emulator: float
-    model: float
+    model: float | None
     runtimes: dict[int, float]
     reaped: float
 
-    def since(self, earlier: CpuSnapshot) -> dict[str, float]:
+    def since(self, earlier: CpuSnapshot) -> dict[str, float | None]:
         """CPU seconds per part between ``earlier`` and this snapshot."""
         # A runtime that ended in between is in ``reaped`` with its whole life: take off
         # what it had used before ``earlier``.
         ended = sum(t for pid, t in earlier.runtimes.items() if pid not in self.runtimes)
         live = sum(t - earlier.runtimes.get(pid, 0.0) for pid, t in self.runtimes.items())
+        model = None if self.model is None or earlier.model is None else self.model - earlier.model
         return {
             "emulator": self.emulator - earlier.emulator,
             "lambda_runtimes": live + self.reaped - earlier.reaped - ended,
-            "model": self.model - earlier.model,
+            "model": model,
         }
 
 
 def cpu_snapshot() -> CpuSnapshot | None:
-    """The CPU the stack ``scones up`` started here has used so far; None when the emulator or
-    the model server is not such a host process (down, a docker compose stack, the cloud)."""
+    """The CPU the stack ``scones up`` started here has used so far; None when the emulator is
+    not such a host process (down, a docker compose stack, the cloud)."""
     if config.TARGET != "local":  # a local stack may run too, but the work is on AWS
         return None
     pids = {c.name: _read_pid(c) for c in components()}
-    if not pids["emulator"] or not pids["model"]:
+    emulator = stat_fields(Path(f"/proc/{pids['emulator']}/stat")) if pids["emulator"] else None
+    if not emulator:
         return None
-    emulator = stat_fields(Path(f"/proc/{pids['emulator']}/stat"))
-    model = stat_fields(Path(f"/proc/{pids['model']}/stat"))
-    if not emulator or not model:
-        return None
+    model = stat_fields(Path(f"/proc/{pids['model']}/stat")) if pids["model"] else None
     # stat fields after the name, from 0: 11 utime, 12 stime, 13 cutime, 14 cstime
     return CpuSnapshot(
         emulator=_cpu_s(emulator[11], emulator[12]),
-        model=_cpu_s(model[11], model[12]),
+        model=_cpu_s(model[11], model[12]) if model else None,
         runtimes={pid: _cpu_s(f[11], f[12]) for pid, f in _children(pids["emulator"]).items()},
         reaped=_cpu_s(emulator[13], emulator[14]),
     )

@@ -53,8 +53,10 @@ def _print(result: dict) -> None:
         if other and "error" in other:
             OUT.print(f"{variant}: not measured: {other['error']}", markup=False)
         elif other:
+            emulator_cpu = (other.get("cpu_ms_per_execution") or {}).get("emulator")
             OUT.print(
                 f"{variant}: {other['executions_per_s']} executions/s, p50 {other['p50_ms']} ms, "
+                f"emulator CPU per execution {emulator_cpu} ms, "
                 f"outcomes {other['outcomes']}, still running {other['still_running']}, not "
                 f"sent {other['not_sent']}, lost {other['lost']}; {ratio} {result[ratio]}"
             )

@@ -145,6 +145,10 @@ def test_a_failing_job_reports_opt_ml_output_failure(local_sagemaker, trained):
 
 def test_endpoint_serves_the_trained_artifact_through_the_runtime_api(endpoint):
     assert endpoint["action"] == "created" and endpoint["url"].startswith("http://127.0.0.1:")
+    # scones' port chooser, below the kernel's ephemeral range: no outgoing connection can
+    # take the port between the choice and the container's bind (bind(0) lies inside it)
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert low <= 20000 or 20000 <= int(endpoint["url"].rsplit(":", 1)[1]) < low
     runtime = boto3.client("sagemaker-runtime", region_name=config.REGION,
                            endpoint_url=endpoint["url"])  # fmt: skip
     answer = runtime.invoke_endpoint(

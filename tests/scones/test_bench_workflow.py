@@ -152,4 +152,9 @@ def test_bench_workflow_baseline_runs_the_same_events_on_a_stock_stack(deployed,
     assert result["ratio_vs_stock"] == round(
         result["executions_per_s"] / stock["executions_per_s"], 2
     )
+    # the second emulator's own CPU; the model server is the first stack's, so not counted
+    assert stock["cpu_ms_per_execution"]["emulator"] > 0
+    assert stock["cpu_ms_per_execution"]["model"] is None
+    assert stock["cpu_ms_per_execution"]["total"] is None
+    assert stock["cpu_bound_per_s"]["emulator_one_core"] > 0
     assert not list(config.STATE_DIR.glob("bench-stock-*")), "the second stack's state was left"

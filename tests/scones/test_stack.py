@@ -146,6 +146,9 @@ def test_cpu_since_counts_a_runtime_that_ended_for_its_time_in_between_only():
     later = stack.CpuSnapshot(emulator=12.0, model=6.5, runtimes={102: 1.25, 103: 0.5}, reaped=3.0)
 
     assert later.since(earlier) == {"emulator": 2.0, "lambda_runtimes": 1.25, "model": 1.5}
+    # a model server that is not this stack's (a second stack of the bench) is not counted
+    shared = stack.CpuSnapshot(emulator=12.0, model=None, runtimes={}, reaped=0.5)
+    assert shared.since(earlier)["model"] is None
 
 
 def test_cpu_snapshot_is_none_where_no_stack_runs_as_host_processes():
