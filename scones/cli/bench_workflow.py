@@ -104,7 +104,7 @@ def register_bench(bench: typer.Typer) -> None:
             help="Also run them on a second stack without persistence: persistence_cost.",
         ),
     ) -> None:
-        """Executions/s over S3 events on the path real orders take, warm p50/p95, outcomes."""
+        """Executions/s on the path orders take, p50/p95, outcomes, CPU per process."""
         result = bench_with_second_stacks(
             smoke,
             events,
