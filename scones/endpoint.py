@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from scones import PROJECT_ROOT, SconesError, config
-from scones.stack import free_port, stat_fields
+from scones.stack import cpu_s, free_port, stat_fields
 from scones.stage import default_dataset
 
 SERVER_START_TIMEOUT = 90.0  # seconds for a server under test to answer /ping
@@ -94,9 +94,7 @@ async def _connection_loop(host, port, payloads, budget, deadline, latencies, st
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process (Linux /proc; NaN elsewhere)."""
     fields = stat_fields(Path(f"/proc/{pid}/stat"))
-    if not fields:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_s(fields) if fields else float("nan")
 
 
 async def _run_phase(

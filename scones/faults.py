@@ -86,17 +86,16 @@ def _kill_group(component: stack.Component) -> int:
 def lambda_runtimes(function: str = "classify_image") -> list[int]:
     """Pids of the emulator's awslambdaric processes that run ``function``'s handler."""
     emulator = stack._read_pid(_component("emulator"))
+    if emulator is None:
+        return []
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = stack.stat_fields(stat)
-        if not fields or int(fields[1]) != emulator:  # fields[1]: the parent's pid
-            continue
+    for pid in stack.children(emulator):
         try:
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
         if "awslambdaric" in cmdline and f"{function}.handler" in cmdline:
-            found.append(int(stat.parent.name))
+            found.append(pid)
     return found
 
 

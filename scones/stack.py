@@ -492,7 +492,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc's CPU times count these per seco
 BENCH_HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
 
 
-def _children(pid: int) -> dict[int, list[str]]:
+def children(pid: int) -> dict[int, list[str]]:
     """``pid``'s child processes (not yet reaped), with their /proc stat fields: for the
     emulator, its Lambda runtimes. Each runtime leads a session of its own (the plugin's
     process.py, so that a kill takes the handler's own children too): they are not in the
@@ -510,7 +510,7 @@ def _tree_rss_mib(pid: int) -> float:
     if not pid:  # the emulator is gone: not pid 0's children (init, kthreadd)
         return 0.0
     total_kib = 0
-    for member in (pid, *_children(pid)):
+    for member in (pid, *children(pid)):
         try:
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -520,8 +520,11 @@ def _tree_rss_mib(pid: int) -> float:
     return total_kib / 1024
 
 
-def _cpu_s(user_ticks: str, system_ticks: str) -> float:
-    return (int(user_ticks) + int(system_ticks)) / CLOCK_TICKS
+def cpu_s(fields: list[str], reaped: bool = False) -> float:
+    """User + system CPU seconds in a process's /proc stat ``fields`` (``stat_fields``): its
+    own, or with ``reaped`` those of the children it has waited for."""
+    first = 13 if reaped else 11  # fields after the name, from 0: utime, stime, cutime, cstime
+    return (int(fields[first]) + int(fields[first + 1])) / CLOCK_TICKS
 
 
 @dataclass(frozen=True)
@@ -561,12 +564,11 @@ def cpu_snapshot() -> CpuSnapshot | None:
     if not emulator:
         return None
     model = stat_fields(Path(f"/proc/{pids['model']}/stat")) if pids["model"] else None
-    # stat fields after the name, from 0: 11 utime, 12 stime, 13 cutime, 14 cstime
     return CpuSnapshot(
-        emulator=_cpu_s(emulator[11], emulator[12]),
-        model=_cpu_s(model[11], model[12]) if model else None,
-        runtimes={pid: _cpu_s(f[11], f[12]) for pid, f in _children(pids["emulator"]).items()},
-        reaped=_cpu_s(emulator[13], emulator[14]),
+        emulator=cpu_s(emulator),
+        model=cpu_s(model) if model else None,
+        runtimes={pid: cpu_s(fields) for pid, fields in children(pids["emulator"]).items()},
+        reaped=cpu_s(emulator, reaped=True),
     )
 
 

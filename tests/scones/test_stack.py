@@ -132,7 +132,7 @@ def test_memory_of_the_emulator_counts_its_runtimes_in_their_own_sessions():
     )  # fmt: skip
     try:
         assert child.stdout.readline().strip() == b"1"  # its 300 MiB are resident
-        assert child.pid in stack._children(os.getpid())
+        assert child.pid in stack.children(os.getpid())
         assert stack._tree_rss_mib(os.getpid()) >= stack._tree_rss_mib(child.pid) + 10 > 300
     finally:
         child.kill()
